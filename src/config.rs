@@ -1,0 +1,906 @@
+//! The filter config: raw serde types (the JSON contract in DESIGN.md) → a compiled, immutable [`Policy`].
+//!
+//! All validation happens here, once, at configure time; every error names the JSON path and what was
+//! expected (`providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve "P-521", expected P-256 or P-384`).
+//! Unknown fields are refused everywhere except inside JWKs (RFC 7517 asks readers to ignore them).
+
+use crate::crypto::{Alg, VerifyKey};
+use crate::decision::Scheme;
+use crate::extract::TokenSource;
+use crate::jwk::{Jwk, JwkError};
+use crate::jwt::JwtRules;
+use crate::rules::{normalize_path, HostMatch, Match};
+use crate::template::{Root, Template};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A config error: where, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path, e.g. `providers.corp.jwt.keys.jwks.keys[0].crv` (empty for the document itself).
+    pub path: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        path: path.into(),
+        message: message.into(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Raw types: the JSON contract.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    strip_headers: Vec<String>,
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum RawProvider {
+    Jwt(RawJwt),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    keys: RawJwtKeys,
+    #[serde(default)]
+    from: Option<Vec<RawFrom>>,
+    #[serde(default)]
+    clock_skew_s: Option<u32>,
+    #[serde(default = "yes")]
+    require_exp: bool,
+    #[serde(default)]
+    max_lifetime_s: Option<u32>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    forward: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum RawJwtKeys {
+    Jwks(Value),
+    Pem(String),
+    Remote(serde::de::IgnoredAny),
+    Discovery(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrom {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "match", default)]
+    matcher: RawMatch,
+    #[serde(default)]
+    require: Option<Value>,
+    #[serde(default)]
+    allow: Option<String>,
+    #[serde(default)]
+    cors_preflight: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The compiled policy.
+
+/// A compiled config. Immutable; shared by every request of a VM.
+#[derive(Debug)]
+pub struct Policy {
+    /// Providers, in name order; rules refer to them by index.
+    pub providers: Vec<Provider>,
+    /// Rules in config order.
+    pub rules: Vec<Rule>,
+    /// Lower-case header names removed from every request: `strip_headers` plus every provider header.
+    pub strip: Vec<String>,
+}
+
+/// A named provider.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Lower-case header name → template, written on success.
+    pub headers: Vec<(String, Template)>,
+}
+
+/// What a provider verifies.
+#[derive(Debug)]
+pub enum ProviderKind {
+    Jwt(JwtProvider),
+}
+
+impl ProviderKind {
+    /// The `WWW-Authenticate` scheme of this kind.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            ProviderKind::Jwt(_) => Scheme::Bearer,
+        }
+    }
+}
+
+/// A compiled `jwt` provider.
+#[derive(Debug)]
+pub struct JwtProvider {
+    pub rules: JwtRules,
+    pub keys: Vec<Jwk>,
+    pub from: Vec<TokenSource>,
+    /// Keep the token on the request to the upstream.
+    pub forward: bool,
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// `name`, or `rules[i]`'s index as `rule<i>`.
+    pub name: String,
+    pub matcher: Match,
+    pub action: Action,
+    /// Let CORS preflights through without a credential.
+    pub cors_preflight: bool,
+}
+
+/// What a matching rule demands.
+#[derive(Debug)]
+pub enum Action {
+    Public,
+    Require(Requirement),
+}
+
+/// A requirement tree over provider indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    Provider(usize),
+    Any(Vec<Requirement>),
+    All(Vec<Requirement>),
+}
+
+impl Requirement {
+    /// Provider indexes in the tree, in order.
+    pub fn providers(&self) -> Vec<usize> {
+        match self {
+            Requirement::Provider(i) => vec![*i],
+            Requirement::Any(v) | Requirement::All(v) => {
+                v.iter().flat_map(Self::providers).collect()
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Compilation.
+
+/// Parses and compiles a config document.
+pub fn compile(json: &[u8]) -> Result<Policy, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde_json appends " at line L column C"; keep it, it helps find the spot in a large document.
+        ConfigError {
+            path: if path == "." { String::new() } else { path },
+            message: msg,
+        }
+    })?;
+    compile_raw(raw)
+}
+
+fn is_token_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+}
+
+fn is_metric_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// Headers a provider or rule must never set: they change routing or framing.
+const RESERVED_HEADERS: [&str; 7] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "authorization",
+];
+
+fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    let lower = name.to_ascii_lowercase();
+    if !is_token_name(&lower) {
+        return err(
+            path,
+            format!("{name:?} is not a header name, expected letters, digits, '-', '_' or '.'"),
+        );
+    }
+    Ok(lower)
+}
+
+fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
+    let mut providers = Vec::new();
+    for (name, p) in &raw.providers {
+        let path = format!("providers.{name}");
+        if !is_metric_name(name) {
+            return err(
+                path,
+                "provider names use letters, digits, '-' and '_' (at most 64): they label metrics",
+            );
+        }
+        if name == "public" || name == "none" {
+            return err(
+                path,
+                format!("{name:?} is reserved as a metric label, choose another name"),
+            );
+        }
+        providers.push(compile_provider(&path, name, p)?);
+    }
+
+    let mut strip = Vec::new();
+    for (i, h) in raw.strip_headers.iter().enumerate() {
+        let n = header_name(&format!("strip_headers[{i}]"), h)?;
+        if n == "authorization" {
+            return err(
+                format!("strip_headers[{i}]"),
+                "authorization carries credentials and cannot be stripped before verification; providers remove it after",
+            );
+        }
+        strip.push(n);
+    }
+    for p in &providers {
+        strip.extend(p.headers.iter().map(|(n, _)| n.clone()));
+    }
+    strip.sort();
+    strip.dedup();
+
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let mut rules = Vec::new();
+    let mut seen_names = Vec::new();
+    for (i, r) in raw.rules.iter().enumerate() {
+        let rule = compile_rule(&format!("rules[{i}]"), i, r, &names)?;
+        if seen_names.contains(&rule.name) {
+            return err(
+                format!("rules[{i}].name"),
+                format!(
+                    "{:?} is used by an earlier rule, expected unique names",
+                    rule.name
+                ),
+            );
+        }
+        seen_names.push(rule.name.clone());
+        rules.push(rule);
+    }
+    if rules.is_empty() {
+        return err(
+            "rules",
+            "expected at least one rule (requests matching no rule are refused)",
+        );
+    }
+    Ok(Policy {
+        providers,
+        rules,
+        strip,
+    })
+}
+
+fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provider, ConfigError> {
+    match raw {
+        RawProvider::Jwt(j) => {
+            let path = format!("{path}.jwt");
+            let keys = compile_jwt_keys(&format!("{path}.keys"), &j.keys)?;
+            let algorithms = match &j.algorithms {
+                Some(list) => {
+                    if list.is_empty() {
+                        return err(
+                            format!("{path}.algorithms"),
+                            "expected at least one algorithm",
+                        );
+                    }
+                    let mut algs = Vec::new();
+                    for (i, a) in list.iter().enumerate() {
+                        let Some(alg) = Alg::from_name(a) else {
+                            return err(
+                                format!("{path}.algorithms[{i}]"),
+                                format!(
+                                    "unsupported algorithm {a:?}, expected one of {}",
+                                    Alg::ALL.map(Alg::name).join(", ")
+                                ),
+                            );
+                        };
+                        if !keys.iter().any(|k| k.accepts(alg)) {
+                            return err(
+                                format!("{path}.algorithms[{i}]"),
+                                format!("{a} fits none of the provider's keys; remove it or add a key of its type"),
+                            );
+                        }
+                        algs.push(alg);
+                    }
+                    algs
+                }
+                None => Alg::ALL
+                    .into_iter()
+                    .filter(|a| keys.iter().any(|k| k.accepts(*a)))
+                    .collect(),
+            };
+            let from = match &j.from {
+                None => vec![TokenSource::bearer()],
+                Some(list) if list.is_empty() => {
+                    return err(format!("{path}.from"), "expected at least one token source")
+                }
+                Some(list) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| compile_from(&format!("{path}.from[{i}]"), f))
+                    .collect::<Result<_, _>>()?,
+            };
+            if j.issuer.as_deref() == Some("") {
+                return err(
+                    format!("{path}.issuer"),
+                    "expected a non-empty issuer, or leave it out",
+                );
+            }
+            let headers = compile_headers(&format!("{path}.headers"), &j.headers, &[Root::Claims])?;
+            Ok(Provider {
+                name: name.to_owned(),
+                kind: ProviderKind::Jwt(JwtProvider {
+                    rules: JwtRules {
+                        issuer: j.issuer.clone(),
+                        audiences: j.audiences.clone(),
+                        algorithms,
+                        require_exp: j.require_exp,
+                        clock_skew_s: i64::from(j.clock_skew_s.unwrap_or(60)),
+                        max_lifetime_s: j.max_lifetime_s.map(i64::from),
+                    },
+                    keys,
+                    from,
+                    forward: j.forward,
+                }),
+                headers,
+            })
+        }
+    }
+}
+
+fn jwk_error_at(path: &str, e: &JwkError) -> ConfigError {
+    // JwkError renders as "member: problem" or as a whole-key problem starting with "expected".
+    let text = e.to_string();
+    match e {
+        JwkError::NotAnObject | JwkError::EncryptionKey => ConfigError {
+            path: path.to_owned(),
+            message: text,
+        },
+        _ => match text.split_once(": ") {
+            Some((member, msg)) => ConfigError {
+                path: format!("{path}.{member}"),
+                message: msg.to_owned(),
+            },
+            None => ConfigError {
+                path: path.to_owned(),
+                message: text,
+            },
+        },
+    }
+}
+
+fn compile_jwt_keys(path: &str, raw: &RawJwtKeys) -> Result<Vec<Jwk>, ConfigError> {
+    let keys = match raw {
+        RawJwtKeys::Jwks(v) => {
+            let path = format!("{path}.jwks");
+            let owned;
+            let doc = match v {
+                Value::String(s) => {
+                    owned = serde_json::from_str::<Value>(s).map_err(|e| ConfigError {
+                        path: path.clone(),
+                        message: format!("expected a JWK Set as JSON text: {e}"),
+                    })?;
+                    &owned
+                }
+                Value::Object(_) => v,
+                _ => {
+                    return err(
+                        path,
+                        "expected a JWK Set object {\"keys\": [...]} or its JSON text",
+                    )
+                }
+            };
+            let Some(list) = doc.get("keys").and_then(Value::as_array) else {
+                return err(path, "expected a JWK Set object {\"keys\": [...]}");
+            };
+            let mut keys = Vec::new();
+            for (i, k) in list.iter().enumerate() {
+                let kpath = format!("{path}.keys[{i}]");
+                keys.push(Jwk::from_value(k).map_err(|e| jwk_error_at(&kpath, &e))?);
+            }
+            keys
+        }
+        RawJwtKeys::Pem(text) => VerifyKey::from_pem(text)
+            .map_err(|e| ConfigError {
+                path: format!("{path}.pem"),
+                message: e.to_string(),
+            })?
+            .into_iter()
+            .map(|key| Jwk {
+                kid: None,
+                alg: None,
+                key,
+            })
+            .collect(),
+        RawJwtKeys::Remote(_) => {
+            return err(
+                format!("{path}.remote"),
+                "remote JWKS is not supported by this build yet; use keys.jwks or keys.pem",
+            )
+        }
+        RawJwtKeys::Discovery(_) => {
+            return err(
+                format!("{path}.discovery"),
+                "OIDC discovery is not supported by this build yet; use keys.jwks or keys.pem",
+            )
+        }
+    };
+    if keys.is_empty() {
+        return err(path, "expected at least one key");
+    }
+    Ok(keys)
+}
+
+fn compile_from(path: &str, f: &RawFrom) -> Result<TokenSource, ConfigError> {
+    match (&f.header, &f.query, &f.cookie) {
+        (Some(h), None, None) => Ok(TokenSource::Header {
+            name: header_name(&format!("{path}.header"), h)?,
+            prefix: f.prefix.clone().unwrap_or_default(),
+        }),
+        (None, Some(q), None) if f.prefix.is_none() && !q.is_empty() => Ok(TokenSource::Query(q.clone())),
+        (None, None, Some(c)) if f.prefix.is_none() && !c.is_empty() => Ok(TokenSource::Cookie(c.clone())),
+        _ => err(
+            path,
+            "expected exactly one of {\"header\": NAME, \"prefix\": P}, {\"query\": NAME}, {\"cookie\": NAME}",
+        ),
+    }
+}
+
+fn compile_headers(
+    path: &str,
+    raw: &BTreeMap<String, String>,
+    kind_roots: &[Root],
+) -> Result<Vec<(String, Template)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, text) in raw {
+        let hpath = format!("{path}.{name}");
+        let lower = header_name(&hpath, name)?;
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return err(hpath, format!("{lower} cannot be set by a provider"));
+        }
+        let t = Template::parse(text).map_err(|e| ConfigError {
+            path: hpath.clone(),
+            message: e.to_string(),
+        })?;
+        for v in t.vars() {
+            let ok = matches!(v.root, Root::Provider | Root::Rule) || kind_roots.contains(&v.root);
+            if !ok {
+                return err(
+                    hpath,
+                    format!(
+                        "${{{}…}} is not available to this provider kind, expected {}provider or rule",
+                        v.root.name(),
+                        kind_roots.iter().map(|r| format!("{}.…, ", r.name())).collect::<String>()
+                    ),
+                );
+            }
+        }
+        out.push((lower, t));
+    }
+    Ok(out)
+}
+
+fn compile_requirement(path: &str, v: &Value, names: &[&str]) -> Result<Requirement, ConfigError> {
+    match v {
+        Value::String(name) => match names.iter().position(|n| n == name) {
+            Some(i) => Ok(Requirement::Provider(i)),
+            None => err(
+                path,
+                format!(
+                    "unknown provider {name:?}, expected one of: {}",
+                    names.join(", ")
+                ),
+            ),
+        },
+        Value::Object(m) if m.len() == 1 => {
+            let (op, list) = m.iter().next().ok_or_else(|| ConfigError {
+                path: path.to_owned(),
+                message: "empty requirement".into(),
+            })?;
+            let Some(items) = list.as_array().filter(|a| !a.is_empty()) else {
+                return err(
+                    format!("{path}.{op}"),
+                    "expected a non-empty array of requirements",
+                );
+            };
+            let subs = items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| compile_requirement(&format!("{path}.{op}[{i}]"), it, names))
+                .collect::<Result<Vec<_>, _>>()?;
+            match op.as_str() {
+                "any" => Ok(Requirement::Any(subs)),
+                "all" => Ok(Requirement::All(subs)),
+                _ => err(
+                    format!("{path}.{op}"),
+                    "unknown operator, expected \"any\" or \"all\"",
+                ),
+            }
+        }
+        _ => err(
+            path,
+            "expected a provider name, {\"any\": [...]} or {\"all\": [...]}",
+        ),
+    }
+}
+
+fn compile_rule(
+    path: &str,
+    index: usize,
+    r: &RawRule,
+    names: &[&str],
+) -> Result<Rule, ConfigError> {
+    let name = match &r.name {
+        Some(n) if is_metric_name(n) => n.clone(),
+        Some(_) => {
+            return err(
+                format!("{path}.name"),
+                "rule names use letters, digits, '-' and '_' (at most 64): they label logs",
+            )
+        }
+        None => format!("rule{index}"),
+    };
+    let m = &r.matcher;
+    let mpath = format!("{path}.match");
+    let host = match &m.host {
+        None => None,
+        Some(h) => Some(HostMatch::parse(h).ok_or_else(|| ConfigError {
+            path: format!("{mpath}.host"),
+            message: format!("{h:?} is not a host pattern, expected a name, *.suffix or *"),
+        })?),
+    };
+    for (field, p) in [("path", &m.path), ("path_prefix", &m.path_prefix)] {
+        if let Some(p) = p {
+            // A pattern that is not in normalized form could never match: say so now.
+            let norm = normalize_path(p).ok();
+            let ok = norm.as_deref() == Some(p.as_str())
+                || (field == "path_prefix"
+                    && p.ends_with('/')
+                    && norm.as_deref() == Some(p.as_str()));
+            if !ok {
+                return err(
+                    format!("{mpath}.{field}"),
+                    format!(
+                        "{p:?} is not a normalized path (rules match the normalized path: no query, no '//', no dot segments, unreserved characters unescaped); expected {:?}",
+                        norm.unwrap_or_else(|| "/…".into())
+                    ),
+                );
+            }
+        }
+    }
+    let mut methods = Vec::new();
+    for (i, meth) in m.methods.iter().enumerate() {
+        if meth.is_empty() || !meth.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return err(
+                format!("{mpath}.methods[{i}]"),
+                format!("{meth:?} is not an HTTP method"),
+            );
+        }
+        methods.push(meth.to_ascii_uppercase());
+    }
+    let action = match (&r.require, &r.allow) {
+        (Some(req), None) => {
+            Action::Require(compile_requirement(&format!("{path}.require"), req, names)?)
+        }
+        (None, Some(a)) if a == "public" => Action::Public,
+        (None, Some(a)) => {
+            return err(
+                format!("{path}.allow"),
+                format!("{a:?} is not an allow mode, expected \"public\""),
+            )
+        }
+        _ => return err(path, "expected exactly one of \"require\" or \"allow\""),
+    };
+    let cors_preflight = match r.cors_preflight.as_deref() {
+        None | Some("deny") => false,
+        Some("allow") => true,
+        Some(other) => {
+            return err(
+                format!("{path}.cors_preflight"),
+                format!("{other:?} is not a mode, expected \"allow\" or \"deny\""),
+            )
+        }
+    };
+    Ok(Rule {
+        name,
+        matcher: Match {
+            host,
+            path: m.path.clone(),
+            path_prefix: m.path_prefix.clone(),
+            methods,
+        },
+        action,
+        cors_preflight,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HS_KEY: &str = r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}]}"#;
+
+    fn base() -> Value {
+        json!({
+            "providers": {"corp": {"jwt": {"issuer": "https://idp/", "keys": {"jwks": HS_KEY},
+                "headers": {"X-Commit-Owner": "human:${claims.sub}"}}}},
+            "strip_headers": ["X-User"],
+            "rules": [{"match": {"path": "/healthz"}, "allow": "public"}, {"require": "corp"}]
+        })
+    }
+
+    fn compile_value(v: &Value) -> Result<Policy, ConfigError> {
+        compile(v.to_string().as_bytes())
+    }
+
+    fn error_of(v: Value) -> String {
+        compile_value(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn base_config_compiles() {
+        let p = compile_value(&base()).unwrap();
+        assert_eq!(p.strip, vec!["x-commit-owner", "x-user"]);
+        assert_eq!(p.rules[1].name, "rule1");
+        let ProviderKind::Jwt(j) = &p.providers[0].kind;
+        assert_eq!(j.rules.algorithms, vec![Alg::HS256, Alg::HS384, Alg::HS512]);
+        assert_eq!(j.from, vec![TokenSource::bearer()]);
+        assert_eq!(j.rules.clock_skew_s, 60);
+    }
+
+    #[test]
+    fn unsupported_curve_names_the_path() {
+        let mut v = base();
+        v["providers"]["corp"]["jwt"]["keys"] =
+            json!({"jwks": {"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}});
+        assert_eq!(
+            error_of(v),
+            "providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve \"P-521\", expected P-256 or P-384"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let mut v = base();
+        v["providers"]["corp"]["jwt"]["issuerr"] = json!("x");
+        let e = error_of(v);
+        assert!(
+            e.starts_with(
+                "providers.corp.jwt.issuerr: unknown field `issuerr`, expected one of `issuer`"
+            ),
+            "{e}"
+        );
+        let mut v = base();
+        v["rules"][0]["match"]["paths"] = json!("/x");
+        let e = error_of(v);
+        assert!(
+            e.starts_with("rules[0].match.paths: unknown field `paths`"),
+            "{e}"
+        );
+        let mut v = base();
+        v["extra"] = json!(1);
+        assert!(error_of(v).contains("unknown field `extra`"));
+    }
+
+    #[test]
+    fn invalid_examples_fail_at_their_path() {
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| v["rules"][1]["require"] = json!("nope")),
+                "rules[1].require: unknown provider \"nope\"",
+            ),
+            (
+                Box::new(|v| v["rules"][1]["require"] = json!({"any": []})),
+                "rules[1].require.any: expected a non-empty array",
+            ),
+            (
+                Box::new(|v| v["rules"][1]["require"] = json!({"all": ["corp", "x"]})),
+                "rules[1].require.all[1]: unknown provider",
+            ),
+            (
+                Box::new(|v| v["rules"][1]["require"] = json!({"some": ["corp"]})),
+                "rules[1].require.some: unknown operator",
+            ),
+            (
+                Box::new(|v| v["rules"][0]["allow"] = json!("everyone")),
+                "rules[0].allow: \"everyone\" is not an allow mode",
+            ),
+            (
+                Box::new(|v| v["rules"][0]["require"] = json!("corp")),
+                "rules[0]: expected exactly one of",
+            ),
+            (
+                Box::new(|v| v["rules"][0]["match"]["path"] = json!("/a//b")),
+                "rules[0].match.path: \"/a//b\" is not a normalized path",
+            ),
+            (
+                Box::new(|v| v["rules"][0]["match"]["host"] = json!("*foo")),
+                "rules[0].match.host:",
+            ),
+            (
+                Box::new(|v| v["rules"][0]["match"]["methods"] = json!(["GE T"])),
+                "rules[0].match.methods[0]:",
+            ),
+            (
+                Box::new(|v| v["rules"][0]["cors_preflight"] = json!("yes")),
+                "rules[0].cors_preflight:",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["algorithms"] = json!(["none"])),
+                "providers.corp.jwt.algorithms[0]: unsupported algorithm \"none\"",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["algorithms"] = json!(["RS256"])),
+                "providers.corp.jwt.algorithms[0]: RS256 fits none",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["headers"]["x-a"] = json!("${client.id}")
+                }),
+                "providers.corp.jwt.headers.x-a: ${client…} is not available",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["headers"]["x-a"] = json!("${claims.sub")
+                }),
+                "providers.corp.jwt.headers.x-a: \"${\" without",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["headers"]["Host"] = json!("x")),
+                "providers.corp.jwt.headers.Host: host cannot be set",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["from"] = json!([{"header": "x", "query": "y"}])
+                }),
+                "providers.corp.jwt.from[0]: expected exactly one",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["keys"] = json!({"jwks": "{not json"})),
+                "providers.corp.jwt.keys.jwks: expected a JWK Set as JSON text",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["keys"] = json!({"jwks": {"keys": []}})),
+                "providers.corp.jwt.keys: expected at least one key",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["keys"] = json!({"pem": "junk"})),
+                "providers.corp.jwt.keys.pem: no PEM block",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["jwt"]["keys"] = json!({"remote": {}})),
+                "providers.corp.jwt.keys.remote:",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0", "alg": "ES256"}]}})
+                }),
+                "providers.corp.jwt.keys.jwks.keys[0].alg: ES256 cannot be used with a oct key",
+            ),
+            (
+                Box::new(|v| v["providers"]["corp"]["hmac"] = json!({})),
+                "providers.corp:",
+            ),
+            (
+                Box::new(|v| v["providers"]["bad name"] = v["providers"]["corp"].clone()),
+                "providers.bad name: provider names",
+            ),
+            (
+                Box::new(|v| v["strip_headers"] = json!(["authorization"])),
+                "strip_headers[0]: authorization",
+            ),
+            (
+                Box::new(|v| v["rules"] = json!([])),
+                "rules: expected at least one rule",
+            ),
+            (Box::new(|v| v["rules"][0]["name"] = json!("a")), ""),
+        ];
+        for (edit, want) in cases {
+            let mut v = base();
+            edit(&mut v);
+            match compile_value(&v) {
+                Ok(_) => assert!(want.is_empty(), "expected {want:?}, compiled"),
+                Err(e) => assert!(
+                    !want.is_empty() && e.to_string().starts_with(want),
+                    "got {e}, want {want}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_rule_names_are_refused() {
+        let mut v = base();
+        v["rules"][0]["name"] = json!("a");
+        v["rules"][1]["name"] = json!("a");
+        assert!(error_of(v).starts_with("rules[1].name:"));
+    }
+
+    #[test]
+    fn not_json_is_an_error_without_panic() {
+        assert!(compile(b"").is_err());
+        assert!(compile(b"[1]").is_err());
+        assert!(compile(&[b'['; 100_000]).is_err());
+    }
+}

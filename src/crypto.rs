@@ -1,0 +1,433 @@
+//! Signature and MAC verification: the one place that touches crypto crates.
+//!
+//! Owns the JWS algorithm names ([RFC 7518 §3.1](https://www.rfc-editor.org/rfc/rfc7518#section-3.1)), the
+//! decoded key types, and [`verify`], which every scheme calls. The algorithm always comes from the caller (the
+//! config and the key), and [`Alg::fits`] refuses a key of the wrong type, so a token can never pick how it is
+//! checked (no `none`, no HMAC with a public key).
+
+use ed25519_dalek::pkcs8::DecodePublicKey as _;
+use hmac::{Mac, SimpleHmac};
+use rsa::pkcs1::DecodeRsaPublicKey as _;
+use rsa::traits::PublicKeyParts as _;
+use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Smallest RSA modulus accepted anywhere (NIST SP 800-131A).
+pub const RSA_MIN_BITS: usize = 2048;
+/// Largest RSA modulus accepted: bounds the cost of one verification.
+pub const RSA_MAX_BITS: usize = 8192;
+
+/// A JWS signature algorithm this filter verifies. `none` and the ones not listed have no value here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Alg {
+    /// Every supported algorithm, in a stable order.
+    pub const ALL: [Alg; 12] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+        Alg::HS256,
+        Alg::HS384,
+        Alg::HS512,
+    ];
+
+    /// The algorithm named by a JWS `alg` value (case-sensitive, as RFC 7515 says). `None` for `none` and for
+    /// everything unsupported.
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The registered JWS name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+        }
+    }
+
+    /// True when `key` is of the one type this algorithm may be verified with.
+    pub fn fits(self, key: &VerifyKey) -> bool {
+        matches!(
+            (self, key),
+            (
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512,
+                VerifyKey::Rsa(_)
+            ) | (Alg::ES256, VerifyKey::P256(_))
+                | (Alg::ES384, VerifyKey::P384(_))
+                | (Alg::EdDSA, VerifyKey::Ed25519(_))
+                | (Alg::HS256 | Alg::HS384 | Alg::HS512, VerifyKey::Secret(_))
+        )
+    }
+
+    /// True for the HMAC algorithms (a shared secret, never a public key).
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A shared secret. Zeroed on drop; never printed.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    /// Wraps secret bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(Zeroizing::new(bytes))
+    }
+
+    /// The secret bytes, for MAC computation only.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(_)")
+    }
+}
+
+/// A decoded verification key.
+#[derive(Debug, Clone)]
+pub enum VerifyKey {
+    Rsa(Box<RsaPublicKey>),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Secret(Secret),
+}
+
+/// Why key material could not be turned into a [`VerifyKey`]. Carries no key bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The RSA modulus is outside `[RSA_MIN_BITS, RSA_MAX_BITS]`.
+    RsaSize(usize),
+    /// The RSA numbers do not form a public key (e.g. even modulus, exponent 1).
+    RsaInvalid,
+    /// The EC point has the wrong length or is not on the curve.
+    EcPoint(&'static str),
+    /// The Ed25519 key is not 32 bytes or not a valid point.
+    Ed25519,
+    /// An HMAC secret of zero length.
+    EmptySecret,
+    /// PEM that is none of the supported public key forms.
+    Pem(String),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::RsaSize(bits) => write!(
+                f,
+                "RSA modulus is {bits} bits, expected {RSA_MIN_BITS} to {RSA_MAX_BITS}"
+            ),
+            KeyError::RsaInvalid => f.write_str("not a valid RSA public key"),
+            KeyError::EcPoint(curve) => write!(f, "not a valid {curve} public point"),
+            KeyError::Ed25519 => f.write_str("not a valid Ed25519 public key (32 bytes)"),
+            KeyError::EmptySecret => f.write_str("empty HMAC secret"),
+            KeyError::Pem(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl VerifyKey {
+    /// An RSA public key from big-endian modulus and exponent bytes (JWK `n`, `e`).
+    pub fn rsa(n: &[u8], e: &[u8]) -> Result<Self, KeyError> {
+        let n = BigUint::from_bytes_be(n);
+        let bits = n.bits();
+        if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+            return Err(KeyError::RsaSize(bits));
+        }
+        let key = RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), RSA_MAX_BITS)
+            .map_err(|_| KeyError::RsaInvalid)?;
+        Ok(VerifyKey::Rsa(Box::new(key)))
+    }
+
+    fn rsa_checked(key: RsaPublicKey) -> Result<Self, KeyError> {
+        let bits = key.n().bits();
+        if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+            return Err(KeyError::RsaSize(bits));
+        }
+        Ok(VerifyKey::Rsa(Box::new(key)))
+    }
+
+    /// A P-256 key from its affine coordinates (32 bytes each).
+    pub fn p256(x: &[u8], y: &[u8]) -> Result<Self, KeyError> {
+        const WHAT: KeyError = KeyError::EcPoint("P-256");
+        let x: [u8; 32] = x.try_into().map_err(|_| WHAT)?;
+        let y: [u8; 32] = y.try_into().map_err(|_| WHAT)?;
+        let point = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+        p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+            .map(VerifyKey::P256)
+            .map_err(|_| WHAT)
+    }
+
+    /// A P-384 key from its affine coordinates (48 bytes each).
+    pub fn p384(x: &[u8], y: &[u8]) -> Result<Self, KeyError> {
+        const WHAT: KeyError = KeyError::EcPoint("P-384");
+        let x: [u8; 48] = x.try_into().map_err(|_| WHAT)?;
+        let y: [u8; 48] = y.try_into().map_err(|_| WHAT)?;
+        let point = p384::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
+        p384::ecdsa::VerifyingKey::from_encoded_point(&point)
+            .map(VerifyKey::P384)
+            .map_err(|_| WHAT)
+    }
+
+    /// An Ed25519 key from its 32 bytes.
+    pub fn ed25519(bytes: &[u8]) -> Result<Self, KeyError> {
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Ed25519)?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map(VerifyKey::Ed25519)
+            .map_err(|_| KeyError::Ed25519)
+    }
+
+    /// An HMAC secret.
+    pub fn secret(bytes: Vec<u8>) -> Result<Self, KeyError> {
+        if bytes.is_empty() {
+            return Err(KeyError::EmptySecret);
+        }
+        Ok(VerifyKey::Secret(Secret::new(bytes)))
+    }
+
+    /// Every public key in a PEM text: `PUBLIC KEY` (SubjectPublicKeyInfo: RSA, P-256, P-384, Ed25519) or
+    /// `RSA PUBLIC KEY` (PKCS#1) blocks, one or more.
+    pub fn from_pem(text: &str) -> Result<Vec<Self>, KeyError> {
+        let blocks = pem_blocks(text)?;
+        if blocks.is_empty() {
+            return Err(KeyError::Pem(
+                "no PEM block found, expected -----BEGIN PUBLIC KEY-----".into(),
+            ));
+        }
+        blocks
+            .into_iter()
+            .map(|(label, block)| match label {
+                "PUBLIC KEY" => Self::from_spki_pem(block),
+                "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_pem(block)
+                    .map_err(|_| KeyError::RsaInvalid)
+                    .and_then(Self::rsa_checked),
+                other => Err(KeyError::Pem(format!(
+                    "PEM block \"{other}\" is not supported, expected PUBLIC KEY or RSA PUBLIC KEY"
+                ))),
+            })
+            .collect()
+    }
+
+    fn from_spki_pem(block: &str) -> Result<Self, KeyError> {
+        if let Ok(k) = RsaPublicKey::from_public_key_pem(block) {
+            return Self::rsa_checked(k);
+        }
+        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(block) {
+            return Ok(VerifyKey::P256(k));
+        }
+        if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_pem(block) {
+            return Ok(VerifyKey::P384(k));
+        }
+        if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(block) {
+            return Ok(VerifyKey::Ed25519(k));
+        }
+        Err(KeyError::Pem(
+            "PUBLIC KEY is not an RSA, P-256, P-384 or Ed25519 key".into(),
+        ))
+    }
+
+    /// A short description of the key type for messages ("RSA", "EC P-256", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VerifyKey::Rsa(_) => "RSA",
+            VerifyKey::P256(_) => "EC P-256",
+            VerifyKey::P384(_) => "EC P-384",
+            VerifyKey::Ed25519(_) => "OKP Ed25519",
+            VerifyKey::Secret(_) => "oct",
+        }
+    }
+}
+
+/// Splits a PEM text into `(label, whole block text)` pairs.
+fn pem_blocks(text: &str) -> Result<Vec<(&str, &str)>, KeyError> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let from_begin = rest.get(start..).unwrap_or_default();
+        let label_start = "-----BEGIN ".len();
+        let label_end = from_begin
+            .get(label_start..)
+            .and_then(|s| s.find("-----"))
+            .map(|i| i + label_start)
+            .ok_or_else(|| KeyError::Pem("unterminated PEM BEGIN line".into()))?;
+        let label = from_begin.get(label_start..label_end).unwrap_or_default();
+        let end_marker = format!("-----END {label}-----");
+        let end = from_begin
+            .find(&end_marker)
+            .map(|i| i + end_marker.len())
+            .ok_or_else(|| KeyError::Pem(format!("missing \"{end_marker}\"")))?;
+        out.push((label, from_begin.get(..end).unwrap_or_default()));
+        rest = from_begin.get(end..).unwrap_or_default();
+    }
+    Ok(out)
+}
+
+/// Verifies `sig` over `msg` with `alg` and `key`. False when the key does not fit the algorithm, when the
+/// signature has the wrong length or encoding, or when it does not verify. MACs compare in constant time.
+///
+/// ECDSA signatures are the fixed-size `r || s` form of RFC 7518 §3.4 (IEEE P1363), never DER.
+pub fn verify(alg: Alg, key: &VerifyKey, msg: &[u8], sig: &[u8]) -> bool {
+    use ed25519_dalek::Verifier as _;
+    match (alg, key) {
+        (Alg::RS256, VerifyKey::Rsa(k)) => rsa_pkcs1::<Sha256>(k, msg, sig),
+        (Alg::RS384, VerifyKey::Rsa(k)) => rsa_pkcs1::<Sha384>(k, msg, sig),
+        (Alg::RS512, VerifyKey::Rsa(k)) => rsa_pkcs1::<Sha512>(k, msg, sig),
+        (Alg::PS256, VerifyKey::Rsa(k)) => rsa_pss::<Sha256>(k, msg, sig),
+        (Alg::PS384, VerifyKey::Rsa(k)) => rsa_pss::<Sha384>(k, msg, sig),
+        (Alg::PS512, VerifyKey::Rsa(k)) => rsa_pss::<Sha512>(k, msg, sig),
+        (Alg::ES256, VerifyKey::P256(k)) => p256::ecdsa::Signature::from_slice(sig)
+            .map(|s| k.verify(msg, &s).is_ok())
+            .unwrap_or(false),
+        (Alg::ES384, VerifyKey::P384(k)) => p384::ecdsa::Signature::from_slice(sig)
+            .map(|s| k.verify(msg, &s).is_ok())
+            .unwrap_or(false),
+        (Alg::EdDSA, VerifyKey::Ed25519(k)) => ed25519_dalek::Signature::from_slice(sig)
+            .map(|s| k.verify_strict(msg, &s).is_ok())
+            .unwrap_or(false),
+        (Alg::HS256, VerifyKey::Secret(s)) => hmac_verify::<Sha256>(s.expose(), msg, sig),
+        (Alg::HS384, VerifyKey::Secret(s)) => hmac_verify::<Sha384>(s.expose(), msg, sig),
+        (Alg::HS512, VerifyKey::Secret(s)) => hmac_verify::<Sha512>(s.expose(), msg, sig),
+        _ => false,
+    }
+}
+
+fn rsa_pkcs1<D: Digest + rsa::pkcs8::AssociatedOid>(
+    key: &RsaPublicKey,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    key.verify(Pkcs1v15Sign::new::<D>(), &D::digest(msg), sig)
+        .is_ok()
+}
+
+fn rsa_pss<D: Digest + rsa::signature::digest::DynDigest + Send + Sync + 'static>(
+    key: &RsaPublicKey,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    // RFC 7518 §3.5: the salt is as long as the hash output; Pss::new checks exactly that length.
+    key.verify(Pss::new::<D>(), &D::digest(msg), sig).is_ok()
+}
+
+/// HMAC of `msg` under `secret`, compared to the full-length `tag` in constant time. Truncated tags are refused.
+pub fn hmac_verify<D>(secret: &[u8], msg: &[u8], tag: &[u8]) -> bool
+where
+    D: Digest + hmac::digest::core_api::BlockSizeUser + Clone,
+{
+    let Ok(mut mac) = SimpleHmac::<D>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(msg);
+    mac.verify_slice(tag).is_ok()
+}
+
+/// HMAC-SHA256 of `msg` under `secret` (for schemes that compare hex or base64 renderings themselves).
+pub fn hmac_sha256(secret: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Ok(mut mac) = SimpleHmac::<Sha256>::new_from_slice(secret) {
+        mac.update(msg);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alg_names_round_trip_and_none_is_not_an_alg() {
+        for a in Alg::ALL {
+            assert_eq!(Alg::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Alg::from_name("none"), None);
+        assert_eq!(Alg::from_name("NONE"), None);
+        assert_eq!(Alg::from_name("es256"), None);
+        assert_eq!(Alg::from_name("ES512"), None);
+    }
+
+    #[test]
+    fn hmac_alg_never_fits_a_public_key() {
+        let ed = VerifyKey::ed25519(&[
+            0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64,
+            0x07, 0x3a, 0x0e, 0xe1, 0x72, 0xf3, 0xda, 0xa6, 0x23, 0x25, 0xaf, 0x02, 0x1a, 0x68,
+            0xf7, 0x07, 0x51, 0x1a,
+        ])
+        .unwrap();
+        for a in [Alg::HS256, Alg::HS384, Alg::HS512] {
+            assert!(!a.fits(&ed));
+            assert!(!verify(a, &ed, b"x", &[0u8; 32]));
+        }
+        assert!(Alg::EdDSA.fits(&ed));
+    }
+
+    #[test]
+    fn hmac_rejects_truncated_and_accepts_full_tag() {
+        let tag = hmac_sha256(b"key", b"msg");
+        let key = VerifyKey::secret(b"key".to_vec()).unwrap();
+        assert!(verify(Alg::HS256, &key, b"msg", &tag));
+        assert!(!verify(Alg::HS256, &key, b"msg", &tag[..16]));
+        assert!(!verify(Alg::HS256, &key, b"msg2", &tag));
+        assert!(!verify(Alg::HS384, &key, b"msg", &tag));
+    }
+
+    #[test]
+    fn secret_debug_hides_bytes() {
+        let s = Secret::new(b"hunter2".to_vec());
+        assert_eq!(format!("{s:?}"), "Secret(_)");
+    }
+
+    #[test]
+    fn pem_errors_name_the_problem() {
+        assert!(matches!(
+            VerifyKey::from_pem("nothing"),
+            Err(KeyError::Pem(_))
+        ));
+        let e = VerifyKey::from_pem("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----")
+            .unwrap_err();
+        assert!(e.to_string().contains("CERTIFICATE"));
+    }
+}

@@ -1,0 +1,247 @@
+//! What the core tells the host to do: [`Decision::Allow`] with header operations, or [`Decision::Deny`] with
+//! one [`Reason`]. One table maps each reason to its HTTP status, its stable code (the `reason` in the JSON
+//! body, the metric label, the log field) and its `WWW-Authenticate` error.
+
+use crate::jwt::JwtError;
+
+/// Every reason a request is refused. Codes are stable: clients and dashboards depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No credential where the rule requires one.
+    Missing,
+    /// A credential that does not parse.
+    Malformed,
+    /// A token over the size limit.
+    TokenTooLarge,
+    /// Two credentials for one provider (two `Authorization` headers, header and query, ...).
+    MultipleCredentials,
+    AlgNotAllowed,
+    UnknownKid,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    MissingExp,
+    LifetimeTooLong,
+    WrongIssuer,
+    WrongAudience,
+    /// A verified value would put a control character into a header.
+    UnsafeClaim,
+    /// No rule matches the request.
+    NoRule,
+    /// The path means different things to different decoders.
+    AmbiguousPath,
+}
+
+impl Reason {
+    /// Every reason, for metric definition and the uniqueness test.
+    pub const ALL: [Reason; 16] = [
+        Reason::Missing,
+        Reason::Malformed,
+        Reason::TokenTooLarge,
+        Reason::MultipleCredentials,
+        Reason::AlgNotAllowed,
+        Reason::UnknownKid,
+        Reason::BadSignature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::MissingExp,
+        Reason::LifetimeTooLong,
+        Reason::WrongIssuer,
+        Reason::WrongAudience,
+        Reason::UnsafeClaim,
+        Reason::NoRule,
+        Reason::AmbiguousPath,
+    ];
+
+    /// The stable reason code.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Malformed => "malformed",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::MultipleCredentials => "multiple_credentials",
+            Reason::AlgNotAllowed => "alg_not_allowed",
+            Reason::UnknownKid => "unknown_kid",
+            Reason::BadSignature => "bad_signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::MissingExp => "missing_exp",
+            Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::UnsafeClaim => "unsafe_claim",
+            Reason::NoRule => "no_rule",
+            Reason::AmbiguousPath => "ambiguous_path",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::AmbiguousPath => 400,
+            Reason::UnsafeClaim | Reason::NoRule => 403,
+            _ => 401,
+        }
+    }
+
+    /// The `error` member of the JSON body (and, for 401 with a credential, of the challenge).
+    pub fn error(self) -> &'static str {
+        match self {
+            Reason::Missing => "unauthorized",
+            Reason::AmbiguousPath => "invalid_request",
+            r if r.status() == 403 => "forbidden",
+            _ => "invalid_token",
+        }
+    }
+}
+
+impl From<JwtError> for Reason {
+    fn from(e: JwtError) -> Reason {
+        match e {
+            JwtError::TooLarge => Reason::TokenTooLarge,
+            JwtError::Malformed => Reason::Malformed,
+            JwtError::AlgNotAllowed => Reason::AlgNotAllowed,
+            JwtError::UnknownKid => Reason::UnknownKid,
+            JwtError::BadSignature => Reason::BadSignature,
+            JwtError::Expired => Reason::Expired,
+            JwtError::NotYetValid => Reason::NotYetValid,
+            JwtError::MissingExp => Reason::MissingExp,
+            JwtError::LifetimeTooLong => Reason::LifetimeTooLong,
+            JwtError::WrongIssuer => Reason::WrongIssuer,
+            JwtError::WrongAudience => Reason::WrongAudience,
+        }
+    }
+}
+
+/// The authentication scheme a provider kind answers with in `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scheme {
+    /// RFC 6750 bearer tokens.
+    Bearer,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::Bearer => "Bearer",
+        }
+    }
+}
+
+/// A change to the request headers (names lower-case; `:path` for the request path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    /// Replace every value of the header with this one.
+    Set(String, String),
+    /// Remove every value of the header.
+    Remove(String),
+}
+
+/// Forward the request with these header changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allow {
+    /// The rule that matched.
+    pub rule: String,
+    /// The providers that were satisfied, empty for a public rule.
+    pub providers: Vec<String>,
+    /// Applied in order, after the strip list was removed.
+    pub ops: Vec<HeaderOp>,
+}
+
+/// Answer the request here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub reason: Reason,
+    /// The rule that matched, if one did.
+    pub rule: Option<String>,
+    /// The provider whose failure decided, if one did.
+    pub provider: Option<String>,
+    /// The schemes the rule accepts (for `WWW-Authenticate` on 401).
+    pub schemes: Vec<Scheme>,
+}
+
+impl Deny {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.reason.status()
+    }
+
+    /// The `WWW-Authenticate` values to send (401 only), one per scheme.
+    pub fn challenges(&self) -> Vec<String> {
+        if self.status() != 401 {
+            return Vec::new();
+        }
+        self.schemes
+            .iter()
+            .map(|s| {
+                if self.reason == Reason::Missing {
+                    format!("{} realm=\"trustgate\"", s.name())
+                } else {
+                    format!(
+                        "{} realm=\"trustgate\", error=\"{}\"",
+                        s.name(),
+                        self.reason.error()
+                    )
+                }
+            })
+            .collect()
+    }
+
+    /// The JSON body: `{"error":"invalid_token","reason":"expired"}`. Never echoes input.
+    pub fn body(&self) -> String {
+        format!(
+            "{{\"error\":\"{}\",\"reason\":\"{}\"}}",
+            self.reason.error(),
+            self.reason.label()
+        )
+    }
+}
+
+/// The core's verdict on one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allow),
+    Deny(Deny),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn labels_are_unique_and_snake_case() {
+        let labels: HashSet<_> = Reason::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Reason::ALL.len());
+        for l in labels {
+            assert!(
+                l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{l}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenges_follow_rfc6750() {
+        let mut d = Deny {
+            reason: Reason::Missing,
+            rule: None,
+            provider: None,
+            schemes: vec![Scheme::Bearer],
+        };
+        assert_eq!(
+            d.challenges(),
+            vec!["Bearer realm=\"trustgate\"".to_string()]
+        );
+        d.reason = Reason::Expired;
+        assert_eq!(
+            d.challenges(),
+            vec!["Bearer realm=\"trustgate\", error=\"invalid_token\"".to_string()]
+        );
+        assert_eq!(d.body(), r#"{"error":"invalid_token","reason":"expired"}"#);
+        d.reason = Reason::NoRule;
+        assert!(d.challenges().is_empty());
+        assert_eq!(d.status(), 403);
+    }
+}

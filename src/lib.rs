@@ -1,0 +1,41 @@
+//! trustgate: a proxy-wasm filter that turns "the caller said it is alice" into "alice proved it".
+//!
+//! On every request the host adapter removes the identity headers a client could forge, the core verifies the
+//! credential the matching rule requires, and on success the adapter writes trusted identity headers.
+//!
+//! Module map (the core has no proxy-wasm dependency and runs natively in `cargo test`):
+//! - [`config`]: the JSON contract (raw serde types) → compiled, immutable [`config::Policy`].
+//! - [`rules`]: path normalization, host/path/method matching.
+//! - [`extract`]: finding a provider's credential (header, query, cookie) and removing it.
+//! - [`jwt`]: JWS compact parsing and claim checks; [`jwk`]: JWK / JWK Set decoding.
+//! - [`crypto`]: the algorithms and [`crypto::verify`], the one place that calls crypto crates.
+//! - [`template`]: identity header templates (`${claims.sub}`).
+//! - [`engine`]: [`engine::decide`], the decision for one request.
+//! - [`decision`]: [`decision::Decision`], reason codes, statuses and challenges.
+//! - [`request`]: [`request::RequestView`], the host's snapshot of a request.
+//! - `host` (wasm32 only): the proxy-wasm adapter; the only module that imports `proxy_wasm`.
+#![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod b64;
+pub mod config;
+pub mod crypto;
+pub mod decision;
+pub mod engine;
+pub mod extract;
+pub mod jwk;
+pub mod jwt;
+pub mod request;
+pub mod rules;
+pub mod template;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

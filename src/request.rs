@@ -1,0 +1,29 @@
+//! [`RequestView`]: the host's snapshot of a request, the only request input the core reads.
+
+/// A read-only view of the request headers the core decides on.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`, raw: with query, not normalized.
+    pub path: &'a str,
+    /// `:authority` (or `Host`).
+    pub authority: &'a str,
+    /// Every header as received, duplicates kept, names as the host gives them.
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> RequestView<'a> {
+    /// Every value of header `name` (compared case-insensitively), in order.
+    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when header `name` is present at least once.
+    pub fn has_header(&self, name: &'a str) -> bool {
+        self.header_values(name).next().is_some()
+    }
+}

@@ -1,0 +1,285 @@
+//! Which rule applies: host, path and method matching over the normalized path.
+//!
+//! Rules match the path an upstream would act on ([`normalize_path`]): query and fragment removed,
+//! percent-encoded unreserved characters decoded (RFC 3986 §6.2.2.2), repeated slashes merged, dot segments
+//! resolved (RFC 3986 §5.2.4). A path whose meaning depends on who decodes it (an encoded `/` or `\`, a `\`,
+//! an encoded dot segment, NUL, bad percent-encoding) is refused with 400 before any rule is tried, so it can
+//! never match a public rule while reaching a protected route. This holds whether or not Envoy's own
+//! `normalize_path` / `merge_slashes` are on.
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Does not start with `/`.
+    NotAbsolute,
+    /// `%` not followed by two hex digits.
+    BadEncoding,
+    /// Encoded `/`, `\`, NUL, a raw `\` or NUL, an encoded dot segment, or a control character.
+    Ambiguous,
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Decodes one segment's unreserved escapes; other escapes are kept, upper-cased. Returns the segment and
+/// whether an escape was decoded.
+fn normalize_segment(seg: &str) -> Result<(String, bool), PathError> {
+    let bytes = seg.as_bytes();
+    let mut out = String::with_capacity(seg.len());
+    let mut decoded_any = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_val);
+            let lo = bytes.get(i + 2).copied().and_then(hex_val);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err(PathError::BadEncoding);
+            };
+            let c = hi * 16 + lo;
+            if matches!(c, b'/' | b'\\' | 0) {
+                return Err(PathError::Ambiguous);
+            }
+            if is_unreserved(c) {
+                out.push(char::from(c));
+                decoded_any = true;
+            } else {
+                out.push('%');
+                out.push(char::from(
+                    b"0123456789ABCDEF"
+                        .get(usize::from(hi))
+                        .copied()
+                        .unwrap_or(b'0'),
+                ));
+                out.push(char::from(
+                    b"0123456789ABCDEF"
+                        .get(usize::from(lo))
+                        .copied()
+                        .unwrap_or(b'0'),
+                ));
+            }
+            i += 3;
+        } else {
+            if b == b'\\' || b.is_ascii_control() {
+                return Err(PathError::Ambiguous);
+            }
+            // Non-ASCII bytes arrive as part of a UTF-8 str: copy the whole char.
+            let ch_len = seg
+                .get(i..)
+                .and_then(|s| s.chars().next())
+                .map(char::len_utf8)
+                .unwrap_or(1);
+            out.push_str(seg.get(i..i + ch_len).unwrap_or_default());
+            i += ch_len;
+        }
+    }
+    Ok((out, decoded_any))
+}
+
+/// The path an upstream acts on, or why it is ambiguous. `raw` is the request's `:path`.
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(PathError::NotAbsolute);
+    };
+    let mut out: Vec<String> = Vec::new();
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        let (seg, decoded) = normalize_segment(seg)?;
+        match seg.as_str() {
+            "." | ".." if decoded => return Err(PathError::Ambiguous),
+            "" => trailing_slash = i == last, // merged slash, or a trailing one
+            "." => trailing_slash = i == last,
+            ".." => {
+                out.pop();
+                trailing_slash = i == last;
+            }
+            _ => {
+                out.push(seg);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut norm = String::with_capacity(path.len());
+    for s in &out {
+        norm.push('/');
+        norm.push_str(s);
+    }
+    if norm.is_empty() || trailing_slash {
+        norm.push('/');
+    }
+    Ok(norm)
+}
+
+/// A compiled `host` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `*`: any host.
+    Any,
+    /// An exact name (lower-cased).
+    Exact(String),
+    /// `*.example.com`: any name ending in `.example.com` (stored as `.example.com`), not the bare domain.
+    Suffix(String),
+}
+
+impl HostMatch {
+    /// Compiles a pattern; `None` when it is not `*`, `*.suffix` or a plain name.
+    pub fn parse(p: &str) -> Option<HostMatch> {
+        let p = p.to_ascii_lowercase();
+        if p == "*" {
+            return Some(HostMatch::Any);
+        }
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
+                })
+        };
+        if let Some(suffix) = p.strip_prefix("*.") {
+            return name_ok(suffix).then(|| HostMatch::Suffix(format!(".{suffix}")));
+        }
+        name_ok(&p).then_some(HostMatch::Exact(p))
+    }
+
+    /// True when `authority` (the `:authority` / `Host`, maybe with a port) fits.
+    pub fn matches(&self, authority: &str) -> bool {
+        let host = strip_port(authority).to_ascii_lowercase();
+        let host = host.strip_suffix('.').unwrap_or(&host);
+        match self {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => host == h || authority.eq_ignore_ascii_case(h),
+            HostMatch::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        // [v6]:port
+        return match authority.find(']') {
+            Some(i) => authority.get(..=i).unwrap_or(authority),
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+/// A compiled `match` block. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Match {
+    pub host: Option<HostMatch>,
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    /// Upper-case method names.
+    pub methods: Vec<String>,
+}
+
+impl Match {
+    /// True when the request fits. `path` is the normalized path.
+    pub fn matches(&self, method: &str, authority: &str, path: &str) -> bool {
+        self.host.as_ref().is_none_or(|h| h.matches(authority))
+            && self.path.as_ref().is_none_or(|p| p == path)
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|p| path.starts_with(p.as_str()))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_an_upstream_would() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a//b", "/a/b"),
+            ("//a///b/", "/a/b/"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/../../b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/healthz?x=1", "/healthz"),
+            ("/healthz#frag", "/healthz"),
+            ("/%68ealthz", "/healthz"),
+            ("/a%7Eb", "/a~b"),
+            ("/a%20b", "/a%20b"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/π", "/π"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for raw in [
+            "/public/..%2fadmin",
+            "/public%2F..%2Fadmin",
+            "/a%5cb",
+            "/a\\b",
+            "/a%00",
+            "/public/%2e%2e/admin",
+            "/public/.%2E/admin",
+            "/%2e/admin",
+            "/a%zz",
+            "/a%2",
+        ] {
+            assert!(normalize_path(raw).is_err(), "{raw}");
+        }
+        assert_eq!(normalize_path("*"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize_path(""), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn host_patterns() {
+        let any = HostMatch::parse("*").unwrap();
+        let exact = HostMatch::parse("API.example.com").unwrap();
+        let suffix = HostMatch::parse("*.example.com").unwrap();
+        assert!(any.matches("whatever:1"));
+        assert!(exact.matches("api.example.com"));
+        assert!(exact.matches("api.EXAMPLE.com:8443"));
+        assert!(exact.matches("api.example.com."));
+        assert!(!exact.matches("api.example.com.evil"));
+        assert!(suffix.matches("a.example.com"));
+        assert!(suffix.matches("a.b.example.com:443"));
+        assert!(!suffix.matches("example.com"));
+        assert!(!suffix.matches("badexample.com"));
+        assert!(HostMatch::parse("*example.com").is_none());
+        assert!(HostMatch::parse("a b").is_none());
+        assert!(HostMatch::parse("[::1]").unwrap().matches("[::1]:80"));
+    }
+
+    #[test]
+    fn match_fields_combine() {
+        let m = Match {
+            host: None,
+            path: None,
+            path_prefix: Some("/api/".into()),
+            methods: vec!["GET".into()],
+        };
+        assert!(m.matches("GET", "h", "/api/x"));
+        assert!(!m.matches("POST", "h", "/api/x"));
+        assert!(!m.matches("GET", "h", "/apix"));
+        assert!(Match::default().matches("DELETE", "", "/"));
+    }
+}
