@@ -1,0 +1,611 @@
+//! Request-level tests of the core: a compiled config, a request, a clock → the decision the host applies.
+//! Covers every rule of issue 2's "What the filter does" list that can be decided without Envoy.
+
+#[path = "support/mint.rs"]
+mod mint;
+
+use mint::{b64, hs256, Keys};
+use serde_json::{json, Value};
+use trustgate::config::{compile, Policy};
+use trustgate::decision::{Decision, HeaderOp, Reason};
+use trustgate::engine::decide;
+use trustgate::request::RequestView;
+
+const NOW: i64 = 1_800_000_000;
+const ISS: &str = "https://idp.example.com/";
+
+fn config(keys: &Keys) -> Value {
+    json!({
+        "providers": {
+            "corp": {"jwt": {
+                "issuer": ISS, "audiences": ["api", "other"],
+                "keys": {"jwks": keys.jwks()},
+                "headers": {
+                    "x-commit-owner": "${claims.principal_type:-human}:${claims.sub}",
+                    "x-roles": "${claims.realm_access.roles}",
+                    "x-role": "${claims[\"https://x.io/role\"]}",
+                    "x-via": "${provider}/${rule}"
+                }
+            }},
+            "qs": {"jwt": {
+                "issuer": ISS, "keys": {"jwks": keys.jwks()}, "algorithms": ["ES256"],
+                "from": [{"query": "access_token"}, {"cookie": "id_token"}],
+                "headers": {"x-qs-sub": "${claims.sub}"}
+            }},
+            "fwd": {"jwt": {
+                "issuer": ISS, "keys": {"jwks": keys.jwks()}, "forward": true, "require_exp": false,
+                "max_lifetime_s": 3600,
+                "from": [{"header": "x-token"}],
+                "headers": {"x-fwd-sub": "${claims.sub}"}
+            }}
+        },
+        "strip_headers": ["x-user"],
+        "rules": [
+            {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
+            {"name": "cors", "match": {"path_prefix": "/cors/"}, "require": "corp", "cors_preflight": "allow"},
+            {"name": "either", "match": {"path_prefix": "/either/"}, "require": {"any": ["qs", "corp"]}},
+            {"name": "both", "match": {"path_prefix": "/both/"}, "require": {"all": ["corp", "fwd"]}},
+            {"name": "fwd", "match": {"path_prefix": "/fwd/"}, "require": "fwd"},
+            {"name": "qs", "match": {"path_prefix": "/qs/"}, "require": "qs"},
+            {"name": "admin", "match": {"host": "*.example.com", "path_prefix": "/admin/", "methods": ["GET"]}, "require": "corp"},
+            {"name": "api", "match": {"path_prefix": "/api/"}, "require": "corp"}
+        ]
+    })
+}
+
+struct Fixture {
+    keys: Keys,
+    policy: Policy,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let keys = Keys::new();
+        let policy = compile(config(&keys).to_string().as_bytes()).unwrap();
+        Fixture { keys, policy }
+    }
+
+    fn token(&self, alg: &str, kid: &str, claims: Value) -> String {
+        self.keys
+            .mint(&json!({"alg": alg, "kid": kid, "typ": "JWT"}), &claims)
+    }
+
+    fn good_claims() -> Value {
+        json!({"iss": ISS, "sub": "alice", "aud": "api", "exp": NOW + 600, "iat": NOW - 10})
+    }
+
+    fn decide(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Decision {
+        self.decide_at(method, "api.example.com", path, headers)
+    }
+
+    fn decide_at(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Decision {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let view = RequestView {
+            method,
+            path,
+            authority: host,
+            headers: &headers,
+        };
+        decide(&self.policy, &view, NOW)
+    }
+
+    fn bearer(&self, path: &str, token: &str) -> Decision {
+        let auth = format!("Bearer {token}");
+        self.decide("GET", path, &[("authorization", &auth)])
+    }
+}
+
+fn allowed(d: &Decision) -> &trustgate::decision::Allow {
+    match d {
+        Decision::Allow(a) => a,
+        Decision::Deny(d) => panic!("expected allow, got {d:?}"),
+    }
+}
+
+fn denied(d: &Decision) -> &trustgate::decision::Deny {
+    match d {
+        Decision::Deny(d) => d,
+        Decision::Allow(a) => panic!("expected deny, got {a:?}"),
+    }
+}
+
+fn set(d: &Decision, name: &str) -> Option<String> {
+    allowed(d).ops.iter().rev().find_map(|op| match op {
+        HeaderOp::Set(n, v) if n == name => Some(v.clone()),
+        _ => None,
+    })
+}
+
+fn reason(d: &Decision) -> Reason {
+    denied(d).reason
+}
+
+#[test]
+fn valid_tokens_of_every_algorithm_give_identity_headers() {
+    let f = Fixture::new();
+    for (alg, kid) in [
+        ("ES256", "es"),
+        ("RS256", "rs"),
+        ("EdDSA", "ed"),
+        ("HS256", "hs"),
+    ] {
+        let mut c = Fixture::good_claims();
+        c["realm_access"] = json!({"roles": ["dev", "ops"]});
+        c["https://x.io/role"] = json!("admin");
+        let d = f.bearer("/api/x", &f.token(alg, kid, c));
+        assert_eq!(
+            set(&d, "x-commit-owner").as_deref(),
+            Some("human:alice"),
+            "{alg}"
+        );
+        assert_eq!(set(&d, "x-roles").as_deref(), Some("dev,ops"));
+        assert_eq!(set(&d, "x-role").as_deref(), Some("admin"));
+        assert_eq!(set(&d, "x-via").as_deref(), Some("corp/api"));
+        // The credential is removed before the upstream.
+        assert!(allowed(&d)
+            .ops
+            .contains(&HeaderOp::Remove("authorization".into())));
+        assert_eq!(allowed(&d).providers, vec!["corp".to_string()]);
+    }
+}
+
+#[test]
+fn principal_type_claim_overrides_the_default() {
+    let f = Fixture::new();
+    let mut c = Fixture::good_claims();
+    c["principal_type"] = json!("agent");
+    let d = f.bearer("/api/x", &f.token("ES256", "es", c));
+    assert_eq!(set(&d, "x-commit-owner").as_deref(), Some("agent:alice"));
+}
+
+#[test]
+fn missing_claim_without_default_leaves_the_header_absent() {
+    let f = Fixture::new();
+    let d = f.bearer("/api/x", &f.token("ES256", "es", Fixture::good_claims()));
+    assert_eq!(set(&d, "x-roles"), None);
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let f = Fixture::new();
+    let t = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(Fixture::good_claims().to_string().as_bytes())
+    );
+    assert_eq!(reason(&f.bearer("/api/x", &t)), Reason::AlgNotAllowed);
+    let t = f
+        .keys
+        .mint(&json!({"alg": "None"}), &Fixture::good_claims());
+    assert_eq!(reason(&f.bearer("/api/x", &t)), Reason::AlgNotAllowed);
+}
+
+#[test]
+fn hs256_signed_with_the_rsa_public_key_is_refused() {
+    // The classic algorithm confusion: the attacker uses the public key (PEM and DER bytes) as an HMAC secret.
+    let f = Fixture::new();
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rsa2048.TEST-ONLY.pub.pem"
+    ))
+    .unwrap();
+    for kid in [Some("rs"), None] {
+        let header = match kid {
+            Some(k) => json!({"alg": "HS256", "kid": k}),
+            None => json!({"alg": "HS256"}),
+        };
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(Fixture::good_claims().to_string().as_bytes())
+        );
+        let t = format!("{input}.{}", b64(&hs256(&pem, input.as_bytes())));
+        let d = f.bearer("/api/x", &t);
+        let want = if kid.is_some() {
+            Reason::AlgNotAllowed
+        } else {
+            Reason::BadSignature
+        };
+        assert_eq!(reason(&d), want, "kid {kid:?}");
+    }
+}
+
+#[test]
+fn unknown_kid_has_no_fallback() {
+    let f = Fixture::new();
+    // Signed by the real ES256 key, but names a kid nobody has: no other key is tried.
+    let t = f.token("ES256", "rotated-away", Fixture::good_claims());
+    let d = f.bearer("/api/x", &t);
+    assert_eq!(reason(&d), Reason::UnknownKid);
+    assert_eq!(denied(&d).status(), 401);
+}
+
+#[test]
+fn no_kid_tries_the_keys_that_fit_the_alg() {
+    let f = Fixture::new();
+    let t = f
+        .keys
+        .mint(&json!({"alg": "EdDSA"}), &Fixture::good_claims());
+    assert!(matches!(f.bearer("/api/x", &t), Decision::Allow(_)));
+}
+
+#[test]
+fn kid_of_another_key_type_is_refused() {
+    let f = Fixture::new();
+    // ES256 token claiming the RSA key's kid.
+    let t = f.token("ES256", "rs", Fixture::good_claims());
+    assert_eq!(reason(&f.bearer("/api/x", &t)), Reason::AlgNotAllowed);
+}
+
+#[test]
+fn claim_checks() {
+    let f = Fixture::new();
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, Reason)> = vec![
+        (Box::new(|c| c["exp"] = json!(NOW - 61)), Reason::Expired),
+        (
+            Box::new(|c| c["nbf"] = json!(NOW + 61)),
+            Reason::NotYetValid,
+        ),
+        (
+            Box::new(|c| c["iss"] = json!("https://evil/")),
+            Reason::WrongIssuer,
+        ),
+        (
+            Box::new(|c| c["iss"] = json!("https://idp.example.com")),
+            Reason::WrongIssuer,
+        ),
+        (
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("iss");
+            }),
+            Reason::WrongIssuer,
+        ),
+        (
+            Box::new(|c| c["aud"] = json!(["x", "y"])),
+            Reason::WrongAudience,
+        ),
+        (Box::new(|c| c["aud"] = json!("API")), Reason::WrongAudience),
+        (
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+            Reason::WrongAudience,
+        ),
+        (
+            Box::new(|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+            Reason::MissingExp,
+        ),
+        (Box::new(|c| c["exp"] = json!("soon")), Reason::Malformed),
+        (
+            Box::new(|c| c["aud"] = json!(["api", 5])),
+            Reason::Malformed,
+        ),
+    ];
+    for (edit, want) in cases {
+        let mut c = Fixture::good_claims();
+        edit(&mut c);
+        let d = f.bearer("/api/x", &f.token("ES256", "es", c.clone()));
+        assert_eq!(reason(&d), want, "{c}");
+        let deny = denied(&d);
+        assert_eq!(deny.status(), 401);
+        assert_eq!(
+            deny.challenges(),
+            vec!["Bearer realm=\"trustgate\", error=\"invalid_token\"".to_string()]
+        );
+        assert_eq!(deny.provider.as_deref(), Some("corp"));
+    }
+}
+
+#[test]
+fn skew_tolerates_sixty_seconds_either_way() {
+    let f = Fixture::new();
+    let mut c = Fixture::good_claims();
+    c["exp"] = json!(NOW - 60);
+    c["nbf"] = json!(NOW + 60);
+    assert!(matches!(
+        f.bearer("/api/x", &f.token("ES256", "es", c)),
+        Decision::Allow(_)
+    ));
+    let mut c = Fixture::good_claims();
+    c["aud"] = json!(["nope", "other"]);
+    assert!(matches!(
+        f.bearer("/api/x", &f.token("ES256", "es", c)),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn malformed_tokens() {
+    let f = Fixture::new();
+    let good = f.token("ES256", "es", Fixture::good_claims());
+    let parts: Vec<&str> = good.split('.').collect();
+    let cases = [
+        "abc".to_string(),
+        "a.b".to_string(),
+        format!("{}.{}.{}.x.y", parts[0], parts[1], parts[2]),
+        format!("{}!.{}.{}", parts[0], parts[1], parts[2]),
+        format!("{}.{}.{}=", parts[0], parts[1], parts[2]),
+        format!("{}.{}.{}", b64(b"{not json"), parts[1], parts[2]),
+        format!("{}.{}.{}", parts[0], b64(b"[1,2]"), parts[2]),
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(br#"{"sub":"a","sub":"b"}"#),
+            parts[2]
+        ),
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"ES256","crit":["exp"]}"#),
+            parts[1],
+            parts[2]
+        ),
+        format!("{}.{}.{}", b64(br#"{"kid":"es"}"#), parts[1], parts[2]),
+        format!("{}.{}.{}", parts[0], b64(&[b'['; 5_000]), parts[2]),
+    ];
+    for t in cases {
+        let d = f.bearer("/api/x", &t);
+        assert_eq!(reason(&d), Reason::Malformed, "{t:.80}");
+    }
+}
+
+#[test]
+fn tampered_signature_is_refused() {
+    let f = Fixture::new();
+    for (alg, kid) in [
+        ("ES256", "es"),
+        ("RS256", "rs"),
+        ("EdDSA", "ed"),
+        ("HS256", "hs"),
+    ] {
+        let good = f.token(alg, kid, Fixture::good_claims());
+        let (input, sig) = good.rsplit_once('.').unwrap();
+        let mut bytes = trustgate::b64::url_decode(sig).unwrap();
+        bytes[5] ^= 1;
+        let d = f.bearer("/api/x", &format!("{input}.{}", b64(&bytes)));
+        assert_eq!(reason(&d), Reason::BadSignature, "{alg}");
+        // A payload swapped under a valid signature.
+        let mut c = Fixture::good_claims();
+        c["sub"] = json!("root");
+        let forged_payload = b64(c.to_string().as_bytes());
+        let (h, rest) = good.split_once('.').unwrap();
+        let (_, s) = rest.split_once('.').unwrap();
+        assert_eq!(
+            reason(&f.bearer("/api/x", &format!("{h}.{forged_payload}.{s}"))),
+            Reason::BadSignature
+        );
+    }
+}
+
+#[test]
+fn oversized_token_is_refused() {
+    let f = Fixture::new();
+    let mut c = Fixture::good_claims();
+    c["pad"] = json!("x".repeat(17 * 1024));
+    let t = f.token("ES256", "es", c);
+    assert!(t.len() > 17 * 1024);
+    assert_eq!(reason(&f.bearer("/api/x", &t)), Reason::TokenTooLarge);
+}
+
+#[test]
+fn crlf_in_a_claim_used_by_a_template_denies() {
+    let f = Fixture::new();
+    for sub in ["alice\r\nx-admin: true", "alice\nx", "a\u{0}b"] {
+        let mut c = Fixture::good_claims();
+        c["sub"] = json!(sub);
+        let d = f.bearer("/api/x", &f.token("ES256", "es", c));
+        assert_eq!(reason(&d), Reason::UnsafeClaim);
+        assert_eq!(denied(&d).status(), 403);
+    }
+    // A control character in a claim no template reads is harmless.
+    let mut c = Fixture::good_claims();
+    c["note"] = json!("a\r\nb");
+    assert!(matches!(
+        f.bearer("/api/x", &f.token("ES256", "es", c)),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn missing_credential_gets_a_bare_challenge() {
+    let f = Fixture::new();
+    let d = f.decide("GET", "/api/x", &[]);
+    let deny = denied(&d);
+    assert_eq!(deny.reason, Reason::Missing);
+    assert_eq!(deny.status(), 401);
+    assert_eq!(
+        deny.challenges(),
+        vec!["Bearer realm=\"trustgate\"".to_string()]
+    );
+    assert_eq!(
+        deny.body(),
+        r#"{"error":"unauthorized","reason":"missing"}"#
+    );
+    // Another scheme in Authorization is not a bearer token.
+    let d = f.decide("GET", "/api/x", &[("authorization", "Basic YTpi")]);
+    assert_eq!(reason(&d), Reason::Missing);
+}
+
+#[test]
+fn two_credentials_are_refused() {
+    let f = Fixture::new();
+    let t = f.token("ES256", "es", Fixture::good_claims());
+    let auth = format!("Bearer {t}");
+    let d = f.decide(
+        "GET",
+        "/api/x",
+        &[("authorization", &auth), ("Authorization", &auth)],
+    );
+    assert_eq!(reason(&d), Reason::MultipleCredentials);
+    let cookie = format!("id_token={t}");
+    let d = f.decide(
+        "GET",
+        &format!("/qs/x?access_token={t}"),
+        &[("cookie", &cookie)],
+    );
+    assert_eq!(reason(&d), Reason::MultipleCredentials);
+}
+
+#[test]
+fn query_and_cookie_sources_remove_the_credential() {
+    let f = Fixture::new();
+    let t = f.token("ES256", "es", Fixture::good_claims());
+    let d = f.decide("GET", &format!("/qs/x?a=1&access_token={t}"), &[]);
+    assert_eq!(set(&d, "x-qs-sub").as_deref(), Some("alice"));
+    assert!(allowed(&d)
+        .ops
+        .contains(&HeaderOp::Set(":path".into(), "/qs/x?a=1".into())));
+    let cookie = format!("theme=dark; id_token={t}");
+    let d = f.decide("GET", "/qs/x", &[("cookie", &cookie)]);
+    assert!(allowed(&d)
+        .ops
+        .contains(&HeaderOp::Set("cookie".into(), "theme=dark".into())));
+    // The qs provider only allows ES256.
+    let t = f.token("RS256", "rs", Fixture::good_claims());
+    assert_eq!(
+        reason(&f.decide("GET", &format!("/qs/x?access_token={t}"), &[])),
+        Reason::AlgNotAllowed
+    );
+}
+
+#[test]
+fn forward_keeps_the_credential_and_max_lifetime_bounds_tokens() {
+    let f = Fixture::new();
+    let mut c = Fixture::good_claims();
+    c.as_object_mut().unwrap().remove("aud");
+    let t = f.token("ES256", "es", c.clone());
+    let d = f.decide("GET", "/fwd/x", &[("x-token", &t)]);
+    assert_eq!(set(&d, "x-fwd-sub").as_deref(), Some("alice"));
+    assert!(!allowed(&d)
+        .ops
+        .iter()
+        .any(|op| matches!(op, HeaderOp::Remove(_))));
+    c["exp"] = json!(NOW + 7200);
+    let t = f.token("ES256", "es", c.clone());
+    assert_eq!(
+        reason(&f.decide("GET", "/fwd/x", &[("x-token", &t)])),
+        Reason::LifetimeTooLong
+    );
+    // require_exp: false, but max_lifetime_s still needs an exp.
+    c.as_object_mut().unwrap().remove("exp");
+    let t = f.token("ES256", "es", c);
+    assert_eq!(
+        reason(&f.decide("GET", "/fwd/x", &[("x-token", &t)])),
+        Reason::MissingExp
+    );
+}
+
+#[test]
+fn any_and_all_requirements() {
+    let f = Fixture::new();
+    let t = f.token("ES256", "es", Fixture::good_claims());
+    // any: qs is absent, corp satisfies.
+    let d = f.bearer("/either/x", &t);
+    assert_eq!(allowed(&d).providers, vec!["corp".to_string()]);
+    // any: nothing presented → missing with the challenge.
+    assert_eq!(reason(&f.decide("GET", "/either/x", &[])), Reason::Missing);
+    // any: a presented-but-bad credential is the reported failure, not the absent one.
+    let mut c = Fixture::good_claims();
+    c["exp"] = json!(NOW - 1000);
+    let d = f.bearer("/either/x", &f.token("ES256", "es", c));
+    assert_eq!(reason(&d), Reason::Expired);
+    // all: both credentials needed.
+    assert_eq!(reason(&f.bearer("/both/x", &t)), Reason::Missing);
+    let auth = format!("Bearer {t}");
+    let d = f.decide(
+        "GET",
+        "/both/x",
+        &[("authorization", &auth), ("x-token", &t)],
+    );
+    assert_eq!(
+        allowed(&d).providers,
+        vec!["corp".to_string(), "fwd".to_string()]
+    );
+    assert_eq!(set(&d, "x-fwd-sub").as_deref(), Some("alice"));
+    assert_eq!(set(&d, "x-commit-owner").as_deref(), Some("human:alice"));
+}
+
+#[test]
+fn rules_first_match_public_and_no_rule() {
+    let f = Fixture::new();
+    let d = f.decide("GET", "/healthz", &[]);
+    assert_eq!(allowed(&d).rule, "health");
+    assert!(allowed(&d).ops.is_empty());
+    // Normalized before matching: these are all /healthz.
+    for p in [
+        "//healthz",
+        "/./healthz",
+        "/x/../healthz",
+        "/%68ealthz",
+        "/healthz?x=1",
+    ] {
+        assert_eq!(allowed(&f.decide("GET", p, &[])).rule, "health", "{p}");
+    }
+    // Not /healthz: protected or unmatched, never public.
+    assert_eq!(
+        reason(&f.decide("GET", "/healthz/../api/x", &[])),
+        Reason::Missing
+    );
+    let d = f.decide("GET", "/nothing", &[]);
+    assert_eq!(reason(&d), Reason::NoRule);
+    assert_eq!(denied(&d).status(), 403);
+    assert!(denied(&d).challenges().is_empty());
+    // Ambiguous paths are refused before any rule.
+    let d = f.decide("GET", "/healthz/..%2fapi/x", &[]);
+    assert_eq!(reason(&d), Reason::AmbiguousPath);
+    assert_eq!(denied(&d).status(), 400);
+}
+
+#[test]
+fn host_and_method_matching() {
+    let f = Fixture::new();
+    let t = f.token("ES256", "es", Fixture::good_claims());
+    let auth = format!("Bearer {t}");
+    let d = f.decide_at(
+        "GET",
+        "a.example.com:8443",
+        "/admin/x",
+        &[("authorization", &auth)],
+    );
+    assert_eq!(allowed(&d).rule, "admin");
+    assert_eq!(
+        reason(&f.decide_at("POST", "a.example.com", "/admin/x", &[])),
+        Reason::NoRule
+    );
+    assert_eq!(
+        reason(&f.decide_at("GET", "example.org", "/admin/x", &[])),
+        Reason::NoRule
+    );
+}
+
+#[test]
+fn cors_preflight_passes_only_where_allowed() {
+    let f = Fixture::new();
+    let pre = [
+        ("origin", "https://app"),
+        ("access-control-request-method", "POST"),
+    ];
+    let d = f.decide("OPTIONS", "/cors/x", &pre);
+    assert_eq!(allowed(&d).rule, "cors");
+    assert!(allowed(&d).providers.is_empty());
+    // Not a preflight without both headers.
+    assert_eq!(
+        reason(&f.decide("OPTIONS", "/cors/x", &pre[..1])),
+        Reason::Missing
+    );
+    // Not allowed on rules without cors_preflight.
+    assert_eq!(
+        reason(&f.decide("OPTIONS", "/api/x", &pre)),
+        Reason::Missing
+    );
+}
