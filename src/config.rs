@@ -239,7 +239,11 @@ pub fn compile(json: &[u8]) -> Result<Policy, ConfigError> {
         let msg = inner.to_string();
         // serde_json appends " at line L column C"; keep it, it helps find the spot in a large document.
         ConfigError {
-            path: if path == "." || path == "?" { String::new() } else { path },
+            path: if path == "." || path == "?" {
+                String::new()
+            } else {
+                path
+            },
             message: msg,
         }
     })?;

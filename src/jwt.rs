@@ -118,6 +118,7 @@ impl<'t> UntrustedJwt<'t> {
         };
         let signature = b64::url_decode(sig_part).ok_or(JwtError::Malformed)?;
         let claims = decode_object(payload_part)?;
+        check_registered_claims(&claims)?;
         Ok(UntrustedJwt {
             alg,
             kid,
@@ -178,23 +179,40 @@ pub struct JwtRules {
     pub max_lifetime_s: Option<i64>,
 }
 
-/// A NumericDate claim: absent, or a finite non-negative number (fractions truncated).
+/// Latest accepted NumericDate: 9999-12-31T23:59:59Z. Anything later is a generator bug or an attack on the
+/// arithmetic, not a date.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// A NumericDate claim: absent, or a number in `[0, MAX_NUMERIC_DATE]` (fractions truncated).
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, JwtError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Some(i))
-            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
-                // Saturating float→int cast: huge values become i64::MAX (never expired), which the lifetime
-                // check can still bound.
-                Ok(Some(f as i64))
-            } else {
-                Err(JwtError::Malformed)
-            }
-        }
+        Some(Value::Number(n)) => match n.as_f64() {
+            // In range, so the cast is exact for the integer part.
+            Some(f) if (0.0..=MAX_NUMERIC_DATE).contains(&f) => Ok(Some(f as i64)),
+            _ => Err(JwtError::Malformed),
+        },
         Some(_) => Err(JwtError::Malformed),
     }
+}
+
+/// RFC 7519 §4.1: the registered claims have fixed types. A token that breaks them is malformed, whatever
+/// the provider checks, so no template or later check sees a `sub` that is a number or an `exp` in year 10⁶.
+fn check_registered_claims(claims: &Map<String, Value>) -> Result<(), JwtError> {
+    for name in ["iss", "sub", "jti"] {
+        if matches!(claims.get(name), Some(v) if !v.is_string()) {
+            return Err(JwtError::Malformed);
+        }
+    }
+    match claims.get("aud") {
+        None | Some(Value::String(_)) => {}
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+        Some(_) => return Err(JwtError::Malformed),
+    }
+    for name in ["exp", "nbf", "iat"] {
+        numeric_date(claims, name)?;
+    }
+    Ok(())
 }
 
 impl JwtRules {
@@ -211,10 +229,8 @@ impl JwtRules {
         let claims = &token.claims;
 
         if let Some(want) = &self.issuer {
-            match claims.get("iss") {
-                Some(Value::String(iss)) if iss == want => {}
-                Some(Value::String(_)) | None => return Err(JwtError::WrongIssuer),
-                Some(_) => return Err(JwtError::Malformed),
+            if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
+                return Err(JwtError::WrongIssuer);
             }
         }
 
@@ -243,18 +259,12 @@ impl JwtRules {
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
                 Some(Value::String(a)) => self.audiences.iter().any(|w| w == a),
-                Some(Value::Array(list)) => {
-                    let mut any = false;
-                    for v in list {
-                        let Value::String(a) = v else {
-                            return Err(JwtError::Malformed);
-                        };
-                        any |= self.audiences.iter().any(|w| w == a);
-                    }
-                    any
-                }
-                None => false,
-                Some(_) => return Err(JwtError::Malformed),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| self.audiences.iter().any(|w| w == a)),
+                // Other types were refused by `check_registered_claims`.
+                _ => false,
             };
             if !ok {
                 return Err(JwtError::WrongAudience);
@@ -272,11 +282,15 @@ impl JwtRules {
 
 /// Finds the keys the token may be checked with and verifies its signature with them.
 ///
-/// `kid` given: only keys with that `kid` (no fallback). No `kid`: every key that accepts `alg`.
+/// `kid` given: the keys with that `kid`, and keys that have no `kid` at all (a PEM key, a JWK without one),
+/// as Envoy's `jwt_authn` does; never a key with another `kid`. No `kid`: every key that accepts `alg`.
 fn verify_signature(token: &UntrustedJwt<'_>, alg: Alg, keys: &[Jwk]) -> Result<(), JwtError> {
     let mut candidates = keys
         .iter()
-        .filter(|k| token.kid.is_none() || k.kid.as_deref() == token.kid.as_deref())
+        .filter(|k| match (token.kid.as_deref(), k.kid.as_deref()) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        })
         .peekable();
     if candidates.peek().is_none() {
         return Err(if token.kid.is_some() {

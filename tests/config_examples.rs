@@ -1,4 +1,10 @@
 //! Every example config in `filter-config/` compiles, and the CLI reports errors the way the filter does.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::Path;
 use std::process::Command;

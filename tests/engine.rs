@@ -1,5 +1,11 @@
 //! Request-level tests of the core: a compiled config, a request, a clock → the decision the host applies.
 //! Covers every rule of issue 2's "What the filter does" list that can be decided without Envoy.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "support/mint.rs"]
 mod mint;
@@ -249,7 +255,8 @@ fn kid_of_another_key_type_is_refused() {
 #[test]
 fn claim_checks() {
     let f = Fixture::new();
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, Reason)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, Reason)> = vec![
         (Box::new(|c| c["exp"] = json!(NOW - 61)), Reason::Expired),
         (
             Box::new(|c| c["nbf"] = json!(NOW + 61)),
@@ -608,4 +615,52 @@ fn cors_preflight_passes_only_where_allowed() {
         reason(&f.decide("OPTIONS", "/api/x", &pre)),
         Reason::Missing
     );
+}
+
+#[test]
+fn registered_claims_have_fixed_types_and_ranges() {
+    let f = Fixture::new();
+    let cases: Vec<(&str, Value)> = vec![
+        ("sub", json!(123)),
+        ("jti", json!(["a"])),
+        ("iss", json!(1)),
+        ("exp", json!(2.001e206)),
+        ("exp", json!(-1)),
+        ("nbf", json!(-12345)),
+        ("iat", json!(253_402_300_800_i64)),
+    ];
+    for (name, value) in cases {
+        let mut c = Fixture::good_claims();
+        c[name] = value.clone();
+        let d = f.bearer("/api/x", &f.token("ES256", "es", c));
+        assert_eq!(reason(&d), Reason::Malformed, "{name} = {value}");
+    }
+}
+
+#[test]
+fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
+    let keys = Keys::new();
+    let pem = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rsa2048.TEST-ONLY.pub.pem"
+    ))
+    .unwrap();
+    let cfg = json!({
+        "providers": {"p": {"jwt": {"keys": {"pem": pem}}}},
+        "rules": [{"require": "p"}]
+    });
+    let policy = compile(cfg.to_string().as_bytes()).unwrap();
+    let token = keys.mint(
+        &json!({"alg": "RS256", "kid": "from-the-idp"}),
+        &Fixture::good_claims(),
+    );
+    let auth = format!("Bearer {token}");
+    let headers = vec![("authorization".to_string(), auth)];
+    let view = RequestView {
+        method: "GET",
+        path: "/",
+        authority: "h",
+        headers: &headers,
+    };
+    assert!(matches!(decide(&policy, &view, NOW), Decision::Allow(_)));
 }
