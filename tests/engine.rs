@@ -10,7 +10,7 @@
 #[path = "support/mint.rs"]
 mod mint;
 
-use mint::{b64, hs256, Keys};
+use mint::{b64, hs256, rsa_public_pem, Keys};
 use serde_json::{json, Value};
 use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
@@ -199,12 +199,15 @@ fn alg_none_is_refused() {
 fn hs256_signed_with_the_rsa_public_key_is_refused() {
     // The classic algorithm confusion: the attacker uses the public key (PEM and DER bytes) as an HMAC secret.
     let f = Fixture::new();
-    let pem = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/rsa2048.TEST-ONLY.pub.pem"
-    ))
-    .unwrap();
-    for kid in [Some("rs"), None] {
+    let pem = rsa_public_pem();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap();
+    for (kid, secret) in [
+        (Some("rs"), pem.as_bytes()),
+        (None, pem.as_bytes()),
+        (Some("rs"), &der[..]),
+        (None, &der[..]),
+    ] {
         let header = match kid {
             Some(k) => json!({"alg": "HS256", "kid": k}),
             None => json!({"alg": "HS256"}),
@@ -214,7 +217,7 @@ fn hs256_signed_with_the_rsa_public_key_is_refused() {
             b64(header.to_string().as_bytes()),
             b64(Fixture::good_claims().to_string().as_bytes())
         );
-        let t = format!("{input}.{}", b64(&hs256(&pem, input.as_bytes())));
+        let t = format!("{input}.{}", b64(&hs256(secret, input.as_bytes())));
         let d = f.bearer("/api/x", &t);
         let want = if kid.is_some() {
             Reason::AlgNotAllowed
@@ -640,11 +643,7 @@ fn registered_claims_have_fixed_types_and_ranges() {
 #[test]
 fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
     let keys = Keys::new();
-    let pem = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/rsa2048.TEST-ONLY.pub.pem"
-    ))
-    .unwrap();
+    let pem = rsa_public_pem();
     let cfg = json!({
         "providers": {"p": {"jwt": {"keys": {"pem": pem}}}},
         "rules": [{"require": "p"}]

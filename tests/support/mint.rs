@@ -78,6 +78,15 @@ impl Keys {
     }
 }
 
+/// The PEM (SubjectPublicKeyInfo) of the test RSA key.
+pub fn rsa_public_pem() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rsa2048.TEST-ONLY.pub.pem"
+    ))
+    .unwrap()
+}
+
 pub fn hs256(secret: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut m = SimpleHmac::<Sha256>::new_from_slice(secret).unwrap();
     m.update(msg);
