@@ -321,6 +321,20 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     }
     strip.sort();
     strip.dedup();
+    // A credential header that is stripped first could never be read: say so now, not as 401s later.
+    for p in &providers {
+        let ProviderKind::Jwt(j) = &p.kind;
+        for (i, src) in j.from.iter().enumerate() {
+            if let TokenSource::Header { name, .. } = src {
+                if strip.contains(name) {
+                    return err(
+                        format!("providers.{}.jwt.from[{i}].header", p.name),
+                        format!("{name} is stripped from every request (strip_headers or a provider's headers), so no token could be read from it"),
+                    );
+                }
+            }
+        }
+    }
 
     let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let mut rules = Vec::new();
