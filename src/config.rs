@@ -8,6 +8,7 @@ use crate::crypto::{Alg, VerifyKey};
 use crate::decision::Scheme;
 use crate::extract::TokenSource;
 use crate::jwk::{Jwk, JwkError};
+use crate::jwks_cache::Timing;
 use crate::jwt::JwtRules;
 use crate::rules::{normalize_path, HostMatch, Match};
 use crate::template::{Root, Template};
@@ -96,8 +97,71 @@ fn yes() -> bool {
 enum RawJwtKeys {
     Jwks(Value),
     Pem(String),
-    Remote(serde::de::IgnoredAny),
-    Discovery(serde::de::IgnoredAny),
+    Remote(RawRemote),
+    Discovery(RawDiscovery),
+}
+
+// serde's `flatten` cannot be combined with `deny_unknown_fields`, so the timing fields are spelled out in
+// both source kinds; `timing()` reads them the same way.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    cluster: String,
+    authority: String,
+    path: String,
+    #[serde(default)]
+    timeout_ms: Option<u32>,
+    #[serde(default)]
+    min_refresh_s: Option<u32>,
+    #[serde(default)]
+    max_refresh_s: Option<u32>,
+    #[serde(default)]
+    max_stale_s: Option<u32>,
+    #[serde(default)]
+    startup_wait_ms: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    cluster: String,
+    authority: String,
+    #[serde(default)]
+    timeout_ms: Option<u32>,
+    #[serde(default)]
+    min_refresh_s: Option<u32>,
+    #[serde(default)]
+    max_refresh_s: Option<u32>,
+    #[serde(default)]
+    max_stale_s: Option<u32>,
+    #[serde(default)]
+    startup_wait_ms: Option<u32>,
+}
+
+impl RawRemote {
+    fn timing(&self, path: &str) -> Result<Timing, ConfigError> {
+        compile_timing(
+            path,
+            self.timeout_ms,
+            self.min_refresh_s,
+            self.max_refresh_s,
+            self.max_stale_s,
+            self.startup_wait_ms,
+        )
+    }
+}
+
+impl RawDiscovery {
+    fn timing(&self, path: &str) -> Result<Timing, ConfigError> {
+        compile_timing(
+            path,
+            self.timeout_ms,
+            self.min_refresh_s,
+            self.max_refresh_s,
+            self.max_stale_s,
+            self.startup_wait_ms,
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,11 +243,59 @@ impl ProviderKind {
     }
 }
 
+/// Where a `jwt` provider's keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// Decoded from the config.
+    Static(Vec<Jwk>),
+    /// Fetched by the filter ([`crate::jwks_cache`]).
+    Remote(RemoteSource),
+}
+
+/// A key set the filter fetches through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSource {
+    /// The Envoy cluster the request goes to.
+    pub cluster: String,
+    /// `:authority` of the first request.
+    pub authority: String,
+    /// What is fetched first.
+    pub target: RemoteTarget,
+    pub timing: Timing,
+    /// Shared-data key prefix: provider name plus a digest of the source, so a changed source never reads
+    /// another source's keys.
+    pub store_base: String,
+}
+
+/// The first document of a remote key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteTarget {
+    /// A JWK Set at `path`.
+    Jwks { path: String },
+    /// An OpenID discovery document at `path`, whose `issuer` must equal `issuer`; then its `jwks_uri`.
+    Discovery { path: String, issuer: String },
+}
+
+impl RemoteSource {
+    /// How many requests one refresh takes (discovery, then JWKS).
+    pub fn steps(&self) -> u32 {
+        match self.target {
+            RemoteTarget::Jwks { .. } => 1,
+            RemoteTarget::Discovery { .. } => 2,
+        }
+    }
+
+    /// `<cluster>/<authority><path>` for log lines.
+    pub fn describe(&self, authority: &str, path: &str) -> String {
+        format!("{}/{authority}{path}", self.cluster)
+    }
+}
+
 /// A compiled `jwt` provider.
 #[derive(Debug)]
 pub struct JwtProvider {
     pub rules: JwtRules,
-    pub keys: Vec<Jwk>,
+    pub keys: KeySource,
     pub from: Vec<TokenSource>,
     /// Keep the token on the request to the upstream.
     pub forward: bool,
@@ -370,7 +482,16 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
     match raw {
         RawProvider::Jwt(j) => {
             let path = format!("{path}.jwt");
-            let keys = compile_jwt_keys(&format!("{path}.keys"), &j.keys)?;
+            let keys = compile_key_source(&format!("{path}.keys"), name, j)?;
+            let static_keys: &[Jwk] = match &keys {
+                KeySource::Static(k) => k,
+                KeySource::Remote(_) => &[],
+            };
+            let fits = |alg: Alg| match &keys {
+                KeySource::Static(k) => k.iter().any(|key| key.accepts(alg)),
+                // Remote sets are not known yet: any asymmetric algorithm may come; HMAC only when listed.
+                KeySource::Remote(_) => !alg.is_hmac(),
+            };
             let algorithms = match &j.algorithms {
                 Some(list) => {
                     if list.is_empty() {
@@ -390,7 +511,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                                 ),
                             );
                         };
-                        if !keys.iter().any(|k| k.accepts(alg)) {
+                        if !static_keys.is_empty() && !static_keys.iter().any(|k| k.accepts(alg)) {
                             return err(
                                 format!("{path}.algorithms[{i}]"),
                                 format!("{a} fits none of the provider's keys; remove it or add a key of its type"),
@@ -400,10 +521,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     }
                     algs
                 }
-                None => Alg::ALL
-                    .into_iter()
-                    .filter(|a| keys.iter().any(|k| k.accepts(*a)))
-                    .collect(),
+                None => Alg::ALL.into_iter().filter(|a| fits(*a)).collect(),
             };
             let from = match &j.from {
                 None => vec![TokenSource::bearer()],
@@ -465,8 +583,139 @@ fn jwk_error_at(path: &str, e: &JwkError) -> ConfigError {
     }
 }
 
-fn compile_jwt_keys(path: &str, raw: &RawJwtKeys) -> Result<Vec<Jwk>, ConfigError> {
-    let keys = match raw {
+fn compile_timing(
+    path: &str,
+    timeout_ms: Option<u32>,
+    min_refresh_s: Option<u32>,
+    max_refresh_s: Option<u32>,
+    max_stale_s: Option<u32>,
+    startup_wait_ms: Option<u32>,
+) -> Result<Timing, ConfigError> {
+    let d = Timing::default();
+    let t = Timing {
+        timeout_ms: timeout_ms.unwrap_or(d.timeout_ms),
+        min_refresh_s: min_refresh_s.map(i64::from).unwrap_or(d.min_refresh_s),
+        max_refresh_s: max_refresh_s.map(i64::from).unwrap_or(d.max_refresh_s),
+        max_stale_s: max_stale_s.map(i64::from).unwrap_or(d.max_stale_s),
+        startup_wait_ms: startup_wait_ms.unwrap_or(d.startup_wait_ms),
+    };
+    if !(100..=60_000).contains(&t.timeout_ms) {
+        return err(
+            format!("{path}.timeout_ms"),
+            format!("{} is out of range, expected 100 to 60000", t.timeout_ms),
+        );
+    }
+    if t.min_refresh_s < 1 {
+        return err(format!("{path}.min_refresh_s"), "expected at least 1");
+    }
+    if t.max_refresh_s < t.min_refresh_s {
+        return err(
+            format!("{path}.max_refresh_s"),
+            format!(
+                "{} is below min_refresh_s ({}), expected max_refresh_s >= min_refresh_s",
+                t.max_refresh_s, t.min_refresh_s
+            ),
+        );
+    }
+    if t.startup_wait_ms > 60_000 {
+        return err(
+            format!("{path}.startup_wait_ms"),
+            "expected at most 60000 (a request waits this long)",
+        );
+    }
+    Ok(t)
+}
+
+fn non_empty(path: String, v: &str, what: &str) -> Result<String, ConfigError> {
+    if v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ') {
+        return err(path, format!("expected {what}"));
+    }
+    Ok(v.to_owned())
+}
+
+fn store_base(provider: &str, parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("trustgate:jwks:v1:{provider}:{hex}")
+}
+
+fn compile_key_source(path: &str, provider: &str, j: &RawJwt) -> Result<KeySource, ConfigError> {
+    let remote =
+        |cluster: &str, authority: &str, target: RemoteTarget, timing: Timing, sub: &str| {
+            let cluster = non_empty(
+                format!("{path}.{sub}.cluster"),
+                cluster,
+                "the name of a cluster in the Envoy config",
+            )?;
+            let authority = non_empty(
+                format!("{path}.{sub}.authority"),
+                authority,
+                "a host name, e.g. login.example.com",
+            )?;
+            let (kind, target_path) = match &target {
+                RemoteTarget::Jwks { path } => ("jwks", path.as_str()),
+                RemoteTarget::Discovery { path, .. } => ("discovery", path.as_str()),
+            };
+            let store_base = store_base(provider, &[kind, &cluster, &authority, target_path]);
+            Ok(KeySource::Remote(RemoteSource {
+                cluster,
+                authority,
+                target,
+                timing,
+                store_base,
+            }))
+        };
+    let keys = match &j.keys {
+        RawJwtKeys::Remote(r) => {
+            let rpath = format!("{path}.remote");
+            if !r.path.starts_with('/') || r.path.chars().any(|c| c.is_control() || c == ' ') {
+                return err(
+                    format!("{rpath}.path"),
+                    format!(
+                        "{:?} is not a request path, expected e.g. /.well-known/jwks.json",
+                        r.path
+                    ),
+                );
+            }
+            let timing = r.timing(&rpath)?;
+            return remote(
+                &r.cluster,
+                &r.authority,
+                RemoteTarget::Jwks {
+                    path: r.path.clone(),
+                },
+                timing,
+                "remote",
+            );
+        }
+        RawJwtKeys::Discovery(d) => {
+            let dpath = format!("{path}.discovery");
+            let Some(issuer) = j.issuer.as_deref().filter(|i| !i.is_empty()) else {
+                return err(dpath, "discovery needs the provider's \"issuer\" (the document is at <issuer>/.well-known/openid-configuration)");
+            };
+            let Some(doc_path) = crate::jwks_cache::discovery_path(issuer) else {
+                return err(
+                    path.rsplit_once(".keys")
+                        .map(|(p, _)| format!("{p}.issuer"))
+                        .unwrap_or_default(),
+                    format!(
+                        "{issuer:?} is not an http(s) URL without query, which discovery needs"
+                    ),
+                );
+            };
+            let timing = d.timing(&dpath)?;
+            let target = RemoteTarget::Discovery {
+                path: doc_path,
+                issuer: issuer.to_owned(),
+            };
+            return remote(&d.cluster, &d.authority, target, timing, "discovery");
+        }
         RawJwtKeys::Jwks(v) => {
             let path = format!("{path}.jwks");
             let owned;
@@ -508,23 +757,11 @@ fn compile_jwt_keys(path: &str, raw: &RawJwtKeys) -> Result<Vec<Jwk>, ConfigErro
                 key,
             })
             .collect(),
-        RawJwtKeys::Remote(_) => {
-            return err(
-                format!("{path}.remote"),
-                "remote JWKS is not supported by this build yet; use keys.jwks or keys.pem",
-            )
-        }
-        RawJwtKeys::Discovery(_) => {
-            return err(
-                format!("{path}.discovery"),
-                "OIDC discovery is not supported by this build yet; use keys.jwks or keys.pem",
-            )
-        }
     };
     if keys.is_empty() {
         return err(path, "expected at least one key");
     }
-    Ok(keys)
+    Ok(KeySource::Static(keys))
 }
 
 fn compile_from(path: &str, f: &RawFrom) -> Result<TokenSource, ConfigError> {

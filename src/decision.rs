@@ -31,11 +31,13 @@ pub enum Reason {
     NoRule,
     /// The path means different things to different decoders.
     AmbiguousPath,
+    /// A remote key set is not available yet (first fetch pending or failed, nothing usable cached).
+    KeysUnavailable,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -52,6 +54,7 @@ impl Reason {
         Reason::UnsafeClaim,
         Reason::NoRule,
         Reason::AmbiguousPath,
+        Reason::KeysUnavailable,
     ];
 
     /// The stable reason code.
@@ -73,6 +76,7 @@ impl Reason {
             Reason::UnsafeClaim => "unsafe_claim",
             Reason::NoRule => "no_rule",
             Reason::AmbiguousPath => "ambiguous_path",
+            Reason::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -80,6 +84,7 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::AmbiguousPath => 400,
+            Reason::KeysUnavailable => 503,
             Reason::UnsafeClaim | Reason::NoRule => 403,
             _ => 401,
         }
@@ -90,6 +95,7 @@ impl Reason {
         match self {
             Reason::Missing => "unauthorized",
             Reason::AmbiguousPath => "invalid_request",
+            Reason::KeysUnavailable => "temporarily_unavailable",
             r if r.status() == 403 => "forbidden",
             _ => "invalid_token",
         }

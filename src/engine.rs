@@ -4,15 +4,32 @@
 //! The strip list ([`Policy::strip`]) is not part of the decision: the host removes those headers from every
 //! request before calling [`decide`], whatever the outcome.
 
-use crate::config::{Action, Policy, Provider, ProviderKind, Requirement, Rule};
+use crate::config::{Action, KeySource, Policy, Provider, ProviderKind, Requirement, Rule};
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Scheme};
 use crate::extract;
+use crate::jwk::Jwk;
 use crate::jwt::{UntrustedJwt, VerifiedJwt};
 use crate::request::RequestView;
 use crate::rules::normalize_path;
 use crate::template::{walk, Facts, RenderError, Root};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::rc::Rc;
+
+/// The current keys of providers whose keys are fetched at run time (the host's per-VM cache).
+pub trait KeyLookup {
+    /// The usable keys of provider `index`, or `None` while none are (→ 503 `keys_unavailable`).
+    fn remote_keys(&self, index: usize) -> Option<Rc<[Jwk]>>;
+}
+
+/// For policies without remote key sets (tests, the CLI): no remote keys are ever available.
+pub struct NoRemoteKeys;
+
+impl KeyLookup for NoRemoteKeys {
+    fn remote_keys(&self, _index: usize) -> Option<Rc<[Jwk]>> {
+        None
+    }
+}
 
 /// A satisfied requirement: identity headers and credential removals.
 #[derive(Debug, Default)]
@@ -48,8 +65,8 @@ impl Facts for JwtFacts<'_> {
     }
 }
 
-/// Decides one request at `now` (unix seconds).
-pub fn decide(policy: &Policy, req: &RequestView<'_>, now: i64) -> Decision {
+/// Decides one request at `now` (unix seconds); remote key sets are read through `keys`.
+pub fn decide(policy: &Policy, req: &RequestView<'_>, now: i64, keys: &dyn KeyLookup) -> Decision {
     let path = match normalize_path(req.path) {
         Ok(p) => p,
         Err(_) => return deny(Reason::AmbiguousPath, None, None, Vec::new()),
@@ -79,7 +96,14 @@ pub fn decide(policy: &Policy, req: &RequestView<'_>, now: i64) -> Decision {
         Action::Public => return allow(Vec::new(), Vec::new()),
         Action::Require(r) => r,
     };
-    match satisfy(policy, rule, requirement, req, now) {
+    let cx = Cx {
+        policy,
+        rule,
+        req,
+        now,
+        keys,
+    };
+    match satisfy(&cx, requirement) {
         Ok(g) => allow(
             g.providers
                 .iter()
@@ -119,20 +143,23 @@ fn deny(
     })
 }
 
-fn satisfy(
-    policy: &Policy,
-    rule: &Rule,
-    req_tree: &Requirement,
-    req: &RequestView<'_>,
+/// What every provider check of one request needs.
+struct Cx<'a> {
+    policy: &'a Policy,
+    rule: &'a Rule,
+    req: &'a RequestView<'a>,
     now: i64,
-) -> Result<Granted, Refused> {
+    keys: &'a dyn KeyLookup,
+}
+
+fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
     match req_tree {
         Requirement::Provider(i) => {
-            let p = policy.providers.get(*i).ok_or(Refused {
+            let p = cx.policy.providers.get(*i).ok_or(Refused {
                 reason: Reason::NoRule,
                 provider: None,
             })?;
-            check_provider(p, rule, req, now)
+            check_provider(cx, *i, p)
                 .map(|ops| Granted {
                     providers: vec![*i],
                     ops,
@@ -146,7 +173,7 @@ fn satisfy(
             let mut first_missing = None;
             let mut first_present = None;
             for s in subs {
-                match satisfy(policy, rule, s, req, now) {
+                match satisfy(cx, s) {
                     Ok(g) => return Ok(g),
                     Err(r) if r.reason == Reason::Missing => {
                         first_missing.get_or_insert(r);
@@ -165,7 +192,7 @@ fn satisfy(
         Requirement::All(subs) => {
             let mut all = Granted::default();
             for s in subs {
-                let g = satisfy(policy, rule, s, req, now)?;
+                let g = satisfy(cx, s)?;
                 all.providers.extend(g.providers);
                 all.ops.extend(g.ops);
             }
@@ -175,23 +202,26 @@ fn satisfy(
 }
 
 /// Verifies one provider's credential; on success, the header operations it asks for.
-fn check_provider(
-    p: &Provider,
-    rule: &Rule,
-    req: &RequestView<'_>,
-    now: i64,
-) -> Result<Vec<HeaderOp>, Reason> {
+fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderOp>, Reason> {
     match &p.kind {
         ProviderKind::Jwt(j) => {
-            let found = extract::find(&j.from, req)
+            let found = extract::find(&j.from, cx.req)
                 .map_err(|_| Reason::MultipleCredentials)?
                 .ok_or(Reason::Missing)?;
             let token = UntrustedJwt::parse(&found.value).map_err(Reason::from)?;
-            let verified = j.rules.verify(&token, &j.keys, now).map_err(Reason::from)?;
+            let remote;
+            let keys: &[Jwk] = match &j.keys {
+                KeySource::Static(k) => k,
+                KeySource::Remote(_) => {
+                    remote = cx.keys.remote_keys(index).ok_or(Reason::KeysUnavailable)?;
+                    &remote
+                }
+            };
+            let verified = j.rules.verify(&token, keys, cx.now).map_err(Reason::from)?;
             let facts = JwtFacts {
                 jwt: &verified,
                 provider: &p.name,
-                rule: &rule.name,
+                rule: &cx.rule.name,
             };
             let mut ops = Vec::new();
             if !j.forward {

@@ -154,6 +154,7 @@ impl Jwk {
 }
 
 /// A JWK Set's `keys`, each decoded or refused with its index.
+#[derive(Debug)]
 pub struct ParsedJwks {
     /// The keys that decoded.
     pub keys: Vec<Jwk>,

@@ -32,6 +32,7 @@ pub mod decision;
 pub mod engine;
 pub mod extract;
 pub mod jwk;
+pub mod jwks_cache;
 pub mod jwt;
 pub mod request;
 pub mod rules;

@@ -14,7 +14,7 @@ use mint::{b64, hs256, rsa_public_pem, Keys};
 use serde_json::{json, Value};
 use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
-use trustgate::engine::decide;
+use trustgate::engine::{decide, NoRemoteKeys};
 use trustgate::request::RequestView;
 
 const NOW: i64 = 1_800_000_000;
@@ -101,7 +101,7 @@ impl Fixture {
             authority: host,
             headers: &headers,
         };
-        decide(&self.policy, &view, NOW)
+        decide(&self.policy, &view, NOW, &NoRemoteKeys)
     }
 
     fn bearer(&self, path: &str, token: &str) -> Decision {
@@ -661,5 +661,8 @@ fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
         authority: "h",
         headers: &headers,
     };
-    assert!(matches!(decide(&policy, &view, NOW), Decision::Allow(_)));
+    assert!(matches!(
+        decide(&policy, &view, NOW, &NoRemoteKeys),
+        Decision::Allow(_)
+    ));
 }

@@ -1,8 +1,14 @@
 //! The proxy-wasm host adapter: the only module that imports `proxy_wasm`.
 //!
 //! It parses the config once in `on_configure` (returning `false`, so the host refuses it, on any error),
-//! snapshots each request into a [`RequestView`], removes the strip list, calls [`engine::decide`], and applies
-//! the decision: header operations and resume, or a local reply. It also owns the metrics and the log lines.
+//! snapshots each request, removes the strip list, calls [`engine::decide`], and applies the decision: header
+//! operations and resume, or a local reply. It owns all host state: metrics, log lines, the remote key sets
+//! ([`remote`]) and the requests paused while a key set is fetched.
+//!
+//! Paused requests are resumed by the root context: on each tick (50 ms) it re-reads the shared records,
+//! starts due fetches, and decides again for every waiting request whose key set changed, whose fetch
+//! finished, or whose deadline passed.
+//!
 //! Every host call goes through `hostcalls` returning `Result`; the SDK's trait helpers that `unwrap` are not
 //! used on the request path.
 
@@ -10,28 +16,38 @@
 // `unsafe` and `#[no_mangle]`; nothing else in this crate does.
 #![allow(unsafe_code)]
 
-use crate::config::{self, Policy};
-use crate::decision::{Decision, HeaderOp, Reason};
-use crate::engine;
+mod remote;
+mod store;
+
+use crate::config::{self, KeySource, Policy, ProviderKind};
+use crate::decision::{Decision, Deny, HeaderOp, Reason};
+use crate::engine::{self, KeyLookup};
+use crate::jwk::Jwk;
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use remote::Remote;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     std::panic::set_hook(Box::new(|info| {
         let _ = hostcalls::log(LogLevel::Critical, &format!("trustgate: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, state: None }) });
 }}
 
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
+
+const TICK: Duration = Duration::from_millis(50);
+/// How often an idle VM re-reads the shared key set records.
+const SYNC_EVERY_MS: u64 = 1000;
 
 /// Counter ids, defined once per VM at configure time.
 #[derive(Default)]
@@ -65,179 +81,150 @@ impl Metrics {
             let _ = hostcalls::increment_metric(*id, 1);
         }
     }
-}
 
-#[derive(Default)]
-struct Root {
-    policy: Option<Rc<Policy>>,
-    metrics: Rc<Metrics>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        ) {
-            Ok(Some(b)) if !b.is_empty() => b,
-            _ => {
-                log(LogLevel::Critical, "trustgate: invalid config: no configuration given, expected the JSON filter config");
-                return false;
-            }
-        };
-        match config::compile(&bytes) {
-            Ok(policy) => {
-                self.metrics = Rc::new(Metrics::define(&policy));
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "trustgate: config loaded: {} providers, {} rules",
-                        policy.providers.len(),
-                        policy.rules.len()
-                    ),
-                );
-                self.policy = Some(Rc::new(policy));
-                true
-            }
-            Err(e) => {
-                log(
-                    LogLevel::Critical,
-                    &format!("trustgate: invalid config: {e}"),
-                );
-                false
-            }
+    fn record(id: Option<u32>, value: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::record_metric(id, value);
         }
     }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter {
-            policy: self.policy.clone(),
-            metrics: self.metrics.clone(),
-        }))
-    }
 }
 
-struct Filter {
-    policy: Option<Rc<Policy>>,
-    metrics: Rc<Metrics>,
+/// The request as first seen (after stripping): what a paused request is decided on again.
+struct Snapshot {
+    method: String,
+    path: String,
+    authority: String,
+    headers: Vec<(String, String)>,
 }
 
-impl Context for Filter {}
-
-const REQ: MapType = MapType::HttpRequestHeaders;
-
-fn now_unix() -> i64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn reply(status: u16, reason: &str, challenges: &[String], body: &str) {
-    let mut headers: Vec<(&str, &str)> = vec![
-        ("content-type", "application/json"),
-        ("cache-control", "no-store"),
-        ("x-trustgate-reason", reason),
-    ];
-    for c in challenges {
-        headers.push(("www-authenticate", c.as_str()));
-    }
-    if hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes())).is_err() {
-        log(LogLevel::Error, "trustgate: could not send the local reply");
+impl Snapshot {
+    fn view(&self) -> RequestView<'_> {
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            authority: &self.authority,
+            headers: &self.headers,
+        }
     }
 }
 
-impl Filter {
-    fn strip(&self, policy: &Policy) -> bool {
-        policy
-            .strip
+/// A request paused until its provider's key set changes, its fetch finishes, or the deadline passes.
+struct Waiter {
+    context_id: u32,
+    remote: usize,
+    deadline_ms: u64,
+    version_seen: u64,
+    completed_seen: u64,
+    snapshot: Snapshot,
+}
+
+/// Everything one VM shares between its root context and its requests.
+struct VmState {
+    policy: Rc<Policy>,
+    metrics: Metrics,
+    remotes: Vec<Remote>,
+    waiters: Vec<Waiter>,
+}
+
+struct Lookup<'a> {
+    remotes: &'a [Remote],
+    now: i64,
+}
+
+impl KeyLookup for Lookup<'_> {
+    fn remote_keys(&self, index: usize) -> Option<Rc<[Jwk]>> {
+        self.remotes
             .iter()
-            .all(|name| hostcalls::remove_map_value(REQ, name).is_ok())
-    }
-
-    fn apply(ops: &[HeaderOp]) -> bool {
-        ops.iter().all(|op| match op {
-            HeaderOp::Remove(n) => hostcalls::remove_map_value(REQ, n).is_ok(),
-            HeaderOp::Set(n, v) => {
-                hostcalls::remove_map_value(REQ, n).is_ok()
-                    && hostcalls::add_map_value(REQ, n, v).is_ok()
-            }
-        })
-    }
-
-    fn deny_internal(&self, what: &str) -> Action {
-        log(
-            LogLevel::Error,
-            &format!("trustgate: deny reason=internal detail={what}"),
-        );
-        reply(
-            503,
-            "internal",
-            &[],
-            "{\"error\":\"unavailable\",\"reason\":\"internal\"}",
-        );
-        Action::Pause
+            .find(|r| r.provider == index)?
+            .keys(self.now)
     }
 }
 
-impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(policy) = self.policy.clone() else {
-            return self.deny_internal("not_configured");
+/// What to do with a request after deciding.
+enum Outcome {
+    Forward(Vec<HeaderOp>, Vec<String>),
+    Reply(Deny, Option<i64>),
+    Wait(usize, u64),
+}
+
+impl VmState {
+    fn decide(&self, req: &RequestView<'_>, now: i64) -> Decision {
+        let lookup = Lookup {
+            remotes: &self.remotes,
+            now,
         };
-        // Forged identity headers go first, before anything can fail: on every request, whatever follows.
-        if !self.strip(&policy) {
-            return self.deny_internal("strip_failed");
-        }
-        let Ok(raw) = hostcalls::get_map_bytes(REQ) else {
-            return self.deny_internal("headers_unavailable");
-        };
-        let mut method = String::new();
-        let mut path = None;
-        let mut authority = String::new();
-        let mut headers = Vec::with_capacity(raw.len());
-        for (name, value) in raw {
-            let text = String::from_utf8(value);
-            match (name.as_str(), text) {
-                (":method", Ok(v)) => method = v,
-                (":path", Ok(v)) => path = Some(v),
-                (":authority", Ok(v)) => authority = v,
-                (_, Ok(v)) => headers.push((name, v)),
-                // A header value that is not UTF-8 cannot be a credential or an identity this filter reads;
-                // it is kept out of the view (and reaches the upstream unchanged only if allowed).
-                (_, Err(_)) => {}
+        engine::decide(&self.policy, req, now, &lookup)
+    }
+
+    fn remote_of(&self, provider: Option<&str>) -> Option<usize> {
+        let name = provider?;
+        let index = self.policy.providers.iter().position(|p| p.name == name)?;
+        self.remotes.iter().position(|r| r.provider == index)
+    }
+
+    /// Decides; on a refusal a key set fetch could change, syncs and (when `may_wait`) asks to wait.
+    fn outcome(&mut self, snapshot: &Snapshot, now: i64, now_ms: u64, may_wait: bool) -> Outcome {
+        let mut decision = self.decide(&snapshot.view(), now);
+        if let Decision::Deny(d) = &decision {
+            if matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
+                if let Some(r) = self.remote_of(d.provider.as_deref()) {
+                    // Another VM may have fetched already: look before asking for a fetch.
+                    let changed = self.remotes.get_mut(r).is_some_and(|rm| {
+                        rm.invalidate();
+                        rm.sync(now, now_ms, 0)
+                    });
+                    if changed {
+                        decision = self.decide(&snapshot.view(), now);
+                    }
+                }
             }
         }
-        // A :path that is not UTF-8 is refused as ambiguous by the engine through an impossible path.
-        let path = path.unwrap_or_default();
-        let view = RequestView {
-            method: &method,
-            path: &path,
-            authority: &authority,
-            headers: &headers,
-        };
-        match engine::decide(&policy, &view, now_unix()) {
-            Decision::Allow(a) => {
-                if !Self::apply(&a.ops) {
-                    return self.deny_internal("header_write_failed");
-                }
-                if a.providers.is_empty() {
-                    Metrics::bump(self.metrics.allow.get("public"));
-                }
-                for p in &a.providers {
-                    Metrics::bump(self.metrics.allow.get(p));
-                }
-                Action::Continue
-            }
+        match decision {
+            Decision::Allow(a) => Outcome::Forward(a.ops, a.providers),
             Decision::Deny(d) => {
+                let r = self.remote_of(d.provider.as_deref());
+                if may_wait && matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
+                    if let Some((i, rm)) = r.and_then(|i| self.remotes.get_mut(i).map(|rm| (i, rm)))
+                    {
+                        if let Some(deadline) = rm.wait_deadline(d.reason, now, now_ms) {
+                            return Outcome::Wait(i, deadline);
+                        }
+                    }
+                }
+                let retry = r
+                    .and_then(|i| self.remotes.get(i))
+                    .filter(|_| d.reason == Reason::KeysUnavailable)
+                    .map(|rm| rm.retry_after(now));
+                Outcome::Reply(d, retry)
+            }
+        }
+    }
+
+    /// Writes the header changes of an allowed request and counts it. False (and a 503 sent) when the host
+    /// refused a header write.
+    fn forward(&self, ops: &[HeaderOp], providers: &[String]) -> bool {
+        if !apply(ops) {
+            deny_internal("header_write_failed");
+            return false;
+        }
+        if providers.is_empty() {
+            Metrics::bump(self.metrics.allow.get("public"));
+        }
+        for p in providers {
+            Metrics::bump(self.metrics.allow.get(p));
+        }
+        true
+    }
+
+    /// Applies a final outcome to the current (effective) request; a forwarded paused request is resumed.
+    fn finish(&self, outcome: Outcome, method: &str) {
+        match outcome {
+            Outcome::Forward(ops, providers) => {
+                if self.forward(&ops, &providers) {
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+            Outcome::Reply(d, retry_after) => {
                 let provider = d.provider.clone().unwrap_or_else(|| "none".into());
                 Metrics::bump(self.metrics.deny.get(&(d.reason.label(), provider.clone())));
                 log(
@@ -251,7 +238,299 @@ impl HttpContext for Filter {
                         method
                     ),
                 );
-                reply(d.status(), d.reason.label(), &d.challenges(), &d.body());
+                reply(&d, retry_after);
+            }
+            // Only produced when waiting is allowed; never passed here.
+            Outcome::Wait(..) => deny_internal("unexpected_wait"),
+        }
+    }
+}
+
+struct Root {
+    id: u32,
+    state: Option<Rc<RefCell<VmState>>>,
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn secs(ms: u64) -> i64 {
+    i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+}
+
+impl Root {
+    /// Starts due fetches and decides again for waiting requests that can go on.
+    fn advance(&self) {
+        let Some(state) = &self.state else {
+            return;
+        };
+        let ms = now_ms();
+        let now = secs(ms);
+        let mut st = state.borrow_mut();
+        let waiting: Vec<usize> = st.waiters.iter().map(|w| w.remote).collect();
+        for (i, r) in st.remotes.iter_mut().enumerate() {
+            let every = if waiting.contains(&i) {
+                0
+            } else {
+                SYNC_EVERY_MS
+            };
+            r.sync(now, ms, every);
+            r.maybe_fetch(now);
+        }
+        let mut ready = Vec::new();
+        let mut kept = Vec::new();
+        for w in std::mem::take(&mut st.waiters) {
+            let moved = st
+                .remotes
+                .get(w.remote)
+                .is_none_or(|r| r.version() != w.version_seen || r.completed() != w.completed_seen);
+            if moved || ms >= w.deadline_ms {
+                ready.push(w);
+            } else {
+                kept.push(w);
+            }
+        }
+        st.waiters = kept;
+        for w in ready {
+            if hostcalls::set_effective_context(w.context_id).is_err() {
+                continue; // the request is gone
+            }
+            let outcome = st.outcome(&w.snapshot, now, ms, false);
+            st.finish(outcome, &w.snapshot.method);
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(state) = &self.state {
+            let now = secs(now_ms());
+            let mut st = state.borrow_mut();
+            if let Some(r) = st.remotes.iter_mut().find(|r| r.owns(token_id)) {
+                r.on_response(num_headers, body_size, now);
+            }
+        }
+        self.advance();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) if !b.is_empty() => b,
+            _ => {
+                log(
+                    LogLevel::Critical,
+                    "trustgate: invalid config: no configuration given, expected the JSON filter config",
+                );
+                return false;
+            }
+        };
+        let policy = match config::compile(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("trustgate: invalid config: {e}"),
+                );
+                return false;
+            }
+        };
+        let mut remotes = Vec::new();
+        for (i, p) in policy.providers.iter().enumerate() {
+            let ProviderKind::Jwt(j) = &p.kind;
+            if let KeySource::Remote(src) = &j.keys {
+                remotes.push(Remote::new(i, &p.name, src.clone()));
+            }
+        }
+        log(
+            LogLevel::Info,
+            &format!(
+                "trustgate: config loaded: {} providers ({} with remote keys), {} rules",
+                policy.providers.len(),
+                remotes.len(),
+                policy.rules.len()
+            ),
+        );
+        let has_remote = !remotes.is_empty();
+        self.state = Some(Rc::new(RefCell::new(VmState {
+            metrics: Metrics::define(&policy),
+            policy: Rc::new(policy),
+            remotes,
+            waiters: Vec::new(),
+        })));
+        if has_remote {
+            let _ = hostcalls::set_tick_period(TICK);
+            // The first fetch starts now, not at the first tick.
+            self.advance();
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.advance();
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter {
+            id: context_id,
+            state: self.state.clone(),
+        }))
+    }
+}
+
+struct Filter {
+    id: u32,
+    state: Option<Rc<RefCell<VmState>>>,
+}
+
+impl Context for Filter {
+    fn on_done(&mut self) -> bool {
+        if let Some(state) = &self.state {
+            if let Ok(mut st) = state.try_borrow_mut() {
+                st.waiters.retain(|w| w.context_id != self.id);
+            }
+        }
+        true
+    }
+}
+
+const REQ: MapType = MapType::HttpRequestHeaders;
+
+fn reply(d: &Deny, retry_after: Option<i64>) {
+    let retry = retry_after.map(|s| s.to_string());
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+        ("x-trustgate-reason", d.reason.label()),
+    ];
+    if let Some(r) = &retry {
+        headers.push(("retry-after", r));
+    }
+    let challenges = d.challenges();
+    for c in &challenges {
+        headers.push(("www-authenticate", c.as_str()));
+    }
+    let body = d.body();
+    if hostcalls::send_http_response(u32::from(d.status()), headers, Some(body.as_bytes())).is_err()
+    {
+        log(LogLevel::Error, "trustgate: could not send the local reply");
+    }
+}
+
+fn apply(ops: &[HeaderOp]) -> bool {
+    ops.iter().all(|op| match op {
+        HeaderOp::Remove(n) => hostcalls::remove_map_value(REQ, n).is_ok(),
+        HeaderOp::Set(n, v) => {
+            hostcalls::remove_map_value(REQ, n).is_ok()
+                && hostcalls::add_map_value(REQ, n, v).is_ok()
+        }
+    })
+}
+
+fn deny_internal(what: &str) {
+    log(
+        LogLevel::Error,
+        &format!("trustgate: deny reason=internal detail={what}"),
+    );
+    let headers = vec![
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
+    let body = b"{\"error\":\"unavailable\",\"reason\":\"internal\"}";
+    let _ = hostcalls::send_http_response(503, headers, Some(body));
+}
+
+fn snapshot() -> Option<Snapshot> {
+    let raw = hostcalls::get_map_bytes(REQ).ok()?;
+    let mut s = Snapshot {
+        method: String::new(),
+        path: String::new(),
+        authority: String::new(),
+        headers: Vec::with_capacity(raw.len()),
+    };
+    for (name, value) in raw {
+        // A value that is not UTF-8 cannot be a credential or an identity this filter reads; it stays out of
+        // the view. A :path that is not UTF-8 stays empty, which the engine refuses as not absolute.
+        let Ok(v) = String::from_utf8(value) else {
+            continue;
+        };
+        match name.as_str() {
+            ":method" => s.method = v,
+            ":path" => s.path = v,
+            ":authority" => s.authority = v,
+            _ => s.headers.push((name, v)),
+        }
+    }
+    Some(s)
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            deny_internal("not_configured");
+            return Action::Pause;
+        };
+        let Ok(mut st) = state.try_borrow_mut() else {
+            deny_internal("state_busy");
+            return Action::Pause;
+        };
+        // Forged identity headers go first, before anything can fail: on every request, whatever follows.
+        if !st
+            .policy
+            .strip
+            .iter()
+            .all(|name| hostcalls::remove_map_value(REQ, name).is_ok())
+        {
+            deny_internal("strip_failed");
+            return Action::Pause;
+        }
+        let Some(snapshot) = snapshot() else {
+            deny_internal("headers_unavailable");
+            return Action::Pause;
+        };
+        let ms = now_ms();
+        match st.outcome(&snapshot, secs(ms), ms, true) {
+            Outcome::Forward(ops, providers) => {
+                if st.forward(&ops, &providers) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            Outcome::Wait(remote, deadline_ms) => {
+                let (version_seen, completed_seen) = st
+                    .remotes
+                    .get(remote)
+                    .map_or((0, 0), |r| (r.version(), r.completed()));
+                st.waiters.push(Waiter {
+                    context_id: self.id,
+                    remote,
+                    deadline_ms,
+                    version_seen,
+                    completed_seen,
+                    snapshot,
+                });
+                Action::Pause
+            }
+            reply @ Outcome::Reply(..) => {
+                st.finish(reply, &snapshot.method);
                 Action::Pause
             }
         }
