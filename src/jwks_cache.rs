@@ -202,8 +202,12 @@ pub fn ttl_from_cache_control(value: Option<&str>, t: &Timing) -> i64 {
 pub enum FetchError {
     /// The host could not send the request (unknown cluster, ...).
     Dispatch(String),
-    /// No response: timeout, connection refused or reset.
+    /// No response: connection refused or reset.
     NoResponse,
+    /// No response within `timeout_ms` (Envoy answers the call itself with 504).
+    Timeout(u32),
+    /// Envoy could not reach the cluster (its own 503: no healthy upstream, connect error).
+    Unreachable(String),
     Status(u32),
     TooLarge(usize),
     InvalidJson,
@@ -220,7 +224,9 @@ impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FetchError::Dispatch(why) => write!(f, "could not dispatch: {why} (is the cluster defined in the Envoy config?)"),
-            FetchError::NoResponse => f.write_str("no response: timeout, or connection refused or reset"),
+            FetchError::NoResponse => f.write_str("no response: connection refused or reset"),
+            FetchError::Timeout(ms) => write!(f, "timeout: no response within {ms} ms"),
+            FetchError::Unreachable(why) => write!(f, "cluster unreachable: {why}"),
             FetchError::Status(s) => write!(f, "status {s}, expected 200"),
             FetchError::TooLarge(n) => write!(f, "body over 512 KiB ({n} bytes)"),
             FetchError::InvalidJson => f.write_str("invalid JSON"),
@@ -238,6 +244,28 @@ impl fmt::Display for FetchError {
             ),
             FetchError::BadJwksUri(why) => write!(f, "discovery document: {why}"),
         }
+    }
+}
+
+/// Tells Envoy's own answers to a failed call (a timeout, an unreachable cluster) from a server's status.
+pub fn classify_status(status: u32, body: &[u8], timeout_ms: u32) -> FetchError {
+    let head =
+        String::from_utf8_lossy(body.get(..body.len().min(120)).unwrap_or_default()).into_owned();
+    match status {
+        504 if head.starts_with("upstream request timeout") => FetchError::Timeout(timeout_ms),
+        503 if head.starts_with("no healthy upstream")
+            || head.starts_with("upstream connect error") =>
+        {
+            FetchError::Unreachable(
+                head.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .collect(),
+            )
+        }
+        s => FetchError::Status(s),
     }
 }
 
@@ -331,6 +359,25 @@ pub fn meta_key(base: &str) -> String {
 /// The shared-data key of a provider's fetched body.
 pub fn body_key(base: &str) -> String {
     format!("{base}:body")
+}
+
+/// The shared-data key of the stored version alone: 8 bytes a request can read cheaply to learn that
+/// another VM stored a newer key set.
+pub fn version_key(base: &str) -> String {
+    format!("{base}:version")
+}
+
+/// Publishes the stored version (after the record names it).
+pub fn write_version(store: &dyn SharedStore, base: &str, version: u64) -> bool {
+    store.set(&version_key(base), &version.to_be_bytes(), 0)
+}
+
+/// The published version (0: none).
+pub fn read_version(store: &dyn SharedStore, base: &str) -> u64 {
+    store
+        .get(&version_key(base))
+        .and_then(|(v, _)| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 /// Reads a provider's record (a default record when there is none, or when it does not parse).
@@ -536,12 +583,36 @@ mod tests {
     #[test]
     fn body_round_trips_with_its_version() {
         let store = MemoryStore::default();
+        assert_eq!(read_version(&store, "p"), 0);
+        assert!(write_version(&store, "p", 9));
+        assert_eq!(read_version(&store, "p"), 9);
         assert!(write_body(&store, "p", 3, b"{\"keys\":[]}\n"));
         assert_eq!(
             read_body(&store, "p"),
             Some((3, b"{\"keys\":[]}\n".to_vec()))
         );
         assert!(read_body(&store, "q").is_none());
+    }
+
+    #[test]
+    fn envoy_local_replies_are_named() {
+        assert_eq!(
+            classify_status(504, b"upstream request timeout", 1000),
+            FetchError::Timeout(1000)
+        );
+        assert_eq!(
+            classify_status(504, b"gateway says no", 1000),
+            FetchError::Status(504)
+        );
+        assert!(matches!(
+            classify_status(503, b"no healthy upstream", 1000),
+            FetchError::Unreachable(_)
+        ));
+        assert_eq!(classify_status(500, b"", 1000), FetchError::Status(500));
+        assert_eq!(
+            FetchError::Timeout(1000).to_string(),
+            "timeout: no response within 1000 ms"
+        );
     }
 
     #[test]

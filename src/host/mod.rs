@@ -164,6 +164,9 @@ impl VmState {
 
     /// Decides; on a refusal a key set fetch could change, syncs and (when `may_wait`) asks to wait.
     fn outcome(&mut self, snapshot: &Snapshot, now: i64, now_ms: u64, may_wait: bool) -> Outcome {
+        for r in &mut self.remotes {
+            r.follow(now, now_ms);
+        }
         let mut decision = self.decide(&snapshot.view(), now);
         if let Decision::Deny(d) = &decision {
             if matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
@@ -372,9 +375,10 @@ impl RootContext for Root {
             waiters: Vec::new(),
         })));
         if has_remote {
+            // The first fetch starts at the first tick (50 ms): Envoy also runs on_configure in VMs that
+            // serve no traffic (the config check on the main thread), and a fetch started there would hold
+            // the lease while its answer never reaches a worker.
             let _ = hostcalls::set_tick_period(TICK);
-            // The first fetch starts now, not at the first tick.
-            self.advance();
         }
         true
     }

@@ -8,8 +8,9 @@ use crate::config::{RemoteSource, RemoteTarget};
 use crate::decision::Reason;
 use crate::jwk::Jwk;
 use crate::jwks_cache::{
-    check_jwks, ensure_meta, failed, fetched, parse_discovery, read_body, read_meta, try_lease,
-    ttl_from_cache_control, update_meta, write_body, FetchError, Meta, Trigger, MAX_BODY_BYTES,
+    check_jwks, classify_status, ensure_meta, failed, fetched, parse_discovery, read_body,
+    read_meta, read_version, try_lease, ttl_from_cache_control, update_meta, write_body,
+    write_version, FetchError, Meta, Trigger, MAX_BODY_BYTES,
 };
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
@@ -231,7 +232,16 @@ impl Remote {
         ];
         let timeout = Duration::from_millis(u64::from(self.src.timing.timeout_ms));
         match hostcalls::dispatch_http_call(&self.src.cluster, headers, None, vec![], timeout) {
-            Ok(token) => self.in_flight = Some(InFlight { token, stage, url }),
+            Ok(token) => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "trustgate: jwks provider={} url={url} fetch started",
+                        self.name
+                    ),
+                );
+                self.in_flight = Some(InFlight { token, stage, url });
+            }
             Err(status) => self.fail(&url, &FetchError::Dispatch(format!("{status:?}")), now),
         }
     }
@@ -256,7 +266,7 @@ impl Remote {
         let Some(f) = self.in_flight.take() else {
             return;
         };
-        let response = read_response(num_headers, body_size);
+        let response = read_response(num_headers, body_size, self.src.timing.timeout_ms);
         match (f.stage, response) {
             (_, Err(e)) => self.fail(&f.url, &e, now),
             (Stage::Discovery, Ok((body, _))) => {
@@ -317,9 +327,20 @@ impl Remote {
                 // Another writer moved the version meanwhile: label the body with the one the record names.
                 write_body(&HostStore, &base, m.version, body);
             }
+            write_version(&HostStore, &base, m.version);
             self.meta = m;
         }
         self.invalidate();
+    }
+
+    /// Per request: one small read that tells whether another VM stored a newer key set; if so, sync now.
+    /// Every worker thus uses a new set (and stops using a removed key) from the request after it is stored.
+    pub fn follow(&mut self, now: i64, now_ms: u64) {
+        let published = read_version(&HostStore, &self.src.store_base);
+        if published != 0 && published != self.version() {
+            self.invalidate();
+            self.sync(now, now_ms, 0);
+        }
     }
 }
 
@@ -327,6 +348,7 @@ impl Remote {
 fn read_response(
     num_headers: usize,
     body_size: usize,
+    timeout_ms: u32,
 ) -> Result<(Vec<u8>, Option<String>), FetchError> {
     if num_headers == 0 {
         return Err(FetchError::NoResponse);
@@ -342,15 +364,21 @@ fn read_response(
     let status = value(":status")
         .and_then(|s| s.parse::<u32>().ok())
         .unwrap_or(0);
+    let read = |len: usize| match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len) {
+        Ok(Some(b)) => b,
+        _ => Vec::new(),
+    };
     if status != 200 {
-        return Err(FetchError::Status(status));
+        // The first bytes tell Envoy's own replies (timeout, unreachable) from the server's.
+        return Err(classify_status(
+            status,
+            &read(body_size.min(120)),
+            timeout_ms,
+        ));
     }
     if body_size > MAX_BODY_BYTES {
         return Err(FetchError::TooLarge(body_size));
     }
-    let body = match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
-        Ok(Some(b)) => b,
-        _ => Vec::new(),
-    };
+    let body = read(body_size);
     Ok((body, value("cache-control")))
 }
