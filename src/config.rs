@@ -1104,7 +1104,74 @@ mod tests {
             ),
             (
                 Box::new(|v| v["providers"]["corp"]["jwt"]["keys"] = json!({"remote": {}})),
-                "providers.corp.jwt.keys.remote:",
+                "providers.corp.jwt.keys.remote: missing field `cluster`",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"remote": {"cluster": "c", "authority": "a", "path": "jwks"}})
+                }),
+                "providers.corp.jwt.keys.remote.path: \"jwks\" is not a request path",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"remote": {"cluster": "", "authority": "a", "path": "/j"}})
+                }),
+                "providers.corp.jwt.keys.remote.cluster: expected the name of a cluster",
+            ),
+            (
+                Box::new(
+                    |v| v["providers"]["corp"]["jwt"]["keys"] = json!({"remote": {"cluster": "c", "authority": "a", "path": "/j", "timeout_ms": 5}}),
+                ),
+                "providers.corp.jwt.keys.remote.timeout_ms: 5 is out of range",
+            ),
+            (
+                Box::new(
+                    |v| v["providers"]["corp"]["jwt"]["keys"] = json!({"remote": {"cluster": "c", "authority": "a", "path": "/j", "min_refresh_s": 100, "max_refresh_s": 10}}),
+                ),
+                "providers.corp.jwt.keys.remote.max_refresh_s: 10 is below min_refresh_s",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] = json!({"remote": {"cluster": "c", "authority": "a", "path": "/j", "ttl": 1}})
+                }),
+                "providers.corp.jwt.keys.remote.ttl: unknown field",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"discovery": {"cluster": "c", "authority": "a"}});
+                    v["providers"]["corp"]["jwt"]["issuer"] = json!("idp");
+                }),
+                "providers.corp.jwt.issuer: \"idp\" is not",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"discovery": {"cluster": "c", "authority": "a"}});
+                    v["providers"]["corp"]["jwt"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("issuer");
+                }),
+                "providers.corp.jwt.keys.discovery: discovery needs the provider's \"issuer\"",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"discovery": {"cluster": "c", "authority": "a"}});
+                    v["providers"]["corp"]["jwt"]["issuer"] =
+                        json!("https://idp.example.com/realms/x");
+                }),
+                "",
+            ),
+            (
+                Box::new(|v| {
+                    v["providers"]["corp"]["jwt"]["keys"] =
+                        json!({"remote": {"cluster": "c", "authority": "a", "path": "/j"}})
+                }),
+                "",
             ),
             (
                 Box::new(|v| {
