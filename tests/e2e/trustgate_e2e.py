@@ -700,3 +700,49 @@ def hs256_raw(secret: bytes, claims: dict, header: dict | None = None) -> str:
     signing_input = f"{b64url(json.dumps(h).encode())}.{b64url(json.dumps(claims).encode())}"
     sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(sig)}"
+
+
+# --------------------------------------------------------------------------------------------- remote keys
+
+
+def static_cluster(name: str, port: int, address: str = "127.0.0.1", connect_timeout: str = "1s") -> dict:
+    """A plain-HTTP STATIC cluster to `address:port`, e.g. the test's JWKS server (`keys.remote.cluster`)."""
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": connect_timeout,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": address, "port_value": port}}}}]}
+            ],
+        },
+    }
+
+
+def gateway_bootstrap_with_clusters(*, extra_clusters: Sequence[dict] = (), **kw) -> dict:
+    """`gateway_bootstrap` plus more clusters (the ones trustgate's `keys.remote`/`keys.discovery` name)."""
+    bootstrap = gateway_bootstrap(**kw)
+    bootstrap["static_resources"]["clusters"].extend(extra_clusters)
+    return bootstrap
+
+
+def wasm_log_lines(envoy: "Envoy", marker: str = "trustgate: ") -> list[str]:
+    """The filter's own log lines (Envoy's wasm log), text from `marker` on, in order."""
+    out = []
+    for line in envoy.log_text().splitlines():
+        i = line.find(marker)
+        if i >= 0:
+            out.append(redact(line[i:]))
+    return out
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned) or `timeout` passes (returns the last
+    falsy value). Every wait in the e2e tests is bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got or time.monotonic() >= deadline:
+            return got
+        time.sleep(interval)
