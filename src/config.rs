@@ -4,12 +4,13 @@
 //! expected (`providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve "P-521", expected P-256 or P-384`).
 //! Unknown fields are refused everywhere except inside JWKs (RFC 7517 asks readers to ignore them).
 
-use crate::crypto::{Alg, VerifyKey};
+use crate::crypto::{Alg, Secret, VerifyKey};
 use crate::decision::Scheme;
 use crate::extract::TokenSource;
 use crate::jwk::{Jwk, JwkError};
 use crate::jwks_cache::Timing;
 use crate::jwt::JwtRules;
+use crate::replay::RateLimit;
 use crate::rules::{normalize_path, HostMatch, Match};
 use crate::template::{Root, Template};
 use serde::Deserialize;
@@ -62,6 +63,65 @@ struct RawConfig {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 enum RawProvider {
     Jwt(RawJwt),
+    Hmac(RawHmac),
+    ApiKey(RawApiKey),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHmac {
+    clients: BTreeMap<String, RawClient>,
+    #[serde(default)]
+    timestamp_window_s: Option<u32>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    max_body_bytes: Option<u32>,
+    #[serde(default)]
+    rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    forward: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    clients: BTreeMap<String, RawClient>,
+    #[serde(default)]
+    rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    forward: bool,
+}
+
+/// A client of an `hmac` (with `secret`) or `api_key` (with `key_sha256`) provider.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    key_sha256: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    rules: Option<Vec<String>>,
+    #[serde(default)]
+    rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    requests: u32,
+    window_s: u32,
 }
 
 #[derive(Deserialize)]
@@ -231,7 +291,9 @@ pub struct Provider {
 /// What a provider verifies.
 #[derive(Debug)]
 pub enum ProviderKind {
-    Jwt(JwtProvider),
+    Jwt(Box<JwtProvider>),
+    Hmac(HmacProvider),
+    ApiKey(ApiKeyProvider),
 }
 
 impl ProviderKind {
@@ -239,7 +301,95 @@ impl ProviderKind {
     pub fn scheme(&self) -> Scheme {
         match self {
             ProviderKind::Jwt(_) => Scheme::Bearer,
+            ProviderKind::Hmac(_) => Scheme::Hmac,
+            ProviderKind::ApiKey(_) => Scheme::ApiKey,
         }
+    }
+
+    /// The config key of this kind (`jwt`, `hmac`, `api_key`), for JSON paths.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProviderKind::Jwt(_) => "jwt",
+            ProviderKind::Hmac(_) => "hmac",
+            ProviderKind::ApiKey(_) => "api_key",
+        }
+    }
+
+    /// The clients of a signed-request or API-key provider.
+    pub fn clients(&self) -> &[Client] {
+        match self {
+            ProviderKind::Jwt(_) => &[],
+            ProviderKind::Hmac(h) => &h.clients,
+            ProviderKind::ApiKey(a) => &a.clients,
+        }
+    }
+}
+
+/// Whether a client may authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientStatus {
+    Active,
+    /// Temporarily not allowed (403 `client_suspended`).
+    Suspended,
+    /// Permanently not allowed (403 `client_revoked`).
+    Revoked,
+}
+
+/// A known client of an `hmac` or `api_key` provider.
+#[derive(Debug)]
+pub struct Client {
+    pub id: String,
+    /// `name`, or the id.
+    pub name: String,
+    /// The HMAC secret, or the SHA-256 digest of the API key.
+    pub credential: Secret,
+    pub status: ClientStatus,
+    /// Upper-case methods the client may use; empty: any.
+    pub methods: Vec<String>,
+    /// Names of the rules the client may use; empty: any.
+    pub rules: Vec<String>,
+    /// The client's own limit, else the provider's.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How the body enters a gatekeeper signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// The raw body is signed: the request waits for the whole body (up to the limit).
+    Signed,
+    /// BODY is empty (a gatekeeper behind nginx `auth_request` never sees the body).
+    Empty,
+}
+
+/// A compiled `hmac` provider.
+#[derive(Debug)]
+pub struct HmacProvider {
+    pub clients: Vec<Client>,
+    pub timestamp_window_s: i64,
+    pub body: BodyMode,
+    pub max_body_bytes: usize,
+    pub forward: bool,
+}
+
+/// A compiled `api_key` provider.
+#[derive(Debug)]
+pub struct ApiKeyProvider {
+    pub clients: Vec<Client>,
+    pub from: Vec<TokenSource>,
+    pub forward: bool,
+}
+
+impl Policy {
+    /// The largest body a rule may need buffered (0: no provider signs bodies).
+    pub fn max_body_bytes(&self) -> usize {
+        self.providers
+            .iter()
+            .filter_map(|p| match &p.kind {
+                ProviderKind::Hmac(h) if h.body == BodyMode::Signed => Some(h.max_body_bytes),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -435,7 +585,9 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     strip.dedup();
     // A credential header that is stripped first could never be read: say so now, not as 401s later.
     for p in &providers {
-        let ProviderKind::Jwt(j) = &p.kind;
+        let ProviderKind::Jwt(j) = &p.kind else {
+            continue;
+        };
         for (i, src) in j.from.iter().enumerate() {
             if let TokenSource::Header { name, .. } = src {
                 if strip.contains(name) {
@@ -470,6 +622,26 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
             "rules",
             "expected at least one rule (requests matching no rule are refused)",
         );
+    }
+    for p in &providers {
+        for c in p.kind.clients() {
+            for (i, r) in c.rules.iter().enumerate() {
+                if !seen_names.contains(r) {
+                    return err(
+                        format!(
+                            "providers.{}.{}.clients.{}.rules[{i}]",
+                            p.name,
+                            p.kind.label(),
+                            c.id
+                        ),
+                        format!(
+                            "unknown rule {r:?}, expected one of: {}",
+                            seen_names.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
     }
     Ok(Policy {
         providers,
@@ -543,7 +715,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
             let headers = compile_headers(&format!("{path}.headers"), &j.headers, &[Root::Claims])?;
             Ok(Provider {
                 name: name.to_owned(),
-                kind: ProviderKind::Jwt(JwtProvider {
+                kind: ProviderKind::Jwt(Box::new(JwtProvider {
                     rules: JwtRules {
                         issuer: j.issuer.clone(),
                         audiences: j.audiences.clone(),
@@ -555,11 +727,198 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     keys,
                     from,
                     forward: j.forward,
+                })),
+                headers,
+            })
+        }
+        RawProvider::Hmac(h) => {
+            let path = format!("{path}.hmac");
+            let default_limit = compile_rate_limit(&format!("{path}.rate_limit"), h.rate_limit)?;
+            let clients = compile_clients(&path, &h.clients, default_limit, ClientKind::Hmac)?;
+            let body = match h.body.as_deref() {
+                None | Some("signed") => BodyMode::Signed,
+                Some("empty") => BodyMode::Empty,
+                Some(other) => {
+                    return err(
+                        format!("{path}.body"),
+                        format!("{other:?} is not a body mode, expected \"signed\" or \"empty\""),
+                    )
+                }
+            };
+            let window = h.timestamp_window_s.unwrap_or(300);
+            if !(1..=86_400).contains(&window) {
+                return err(
+                    format!("{path}.timestamp_window_s"),
+                    format!("{window} is out of range, expected 1 to 86400"),
+                );
+            }
+            let max_body = h.max_body_bytes.unwrap_or(1 << 20);
+            if max_body > 64 << 20 {
+                return err(
+                    format!("{path}.max_body_bytes"),
+                    "expected at most 67108864 (the body is buffered in the proxy)",
+                );
+            }
+            let headers = compile_headers(&format!("{path}.headers"), &h.headers, &[Root::Client])?;
+            Ok(Provider {
+                name: name.to_owned(),
+                kind: ProviderKind::Hmac(HmacProvider {
+                    clients,
+                    timestamp_window_s: i64::from(window),
+                    body,
+                    max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                    forward: h.forward,
+                }),
+                headers,
+            })
+        }
+        RawProvider::ApiKey(a) => {
+            let path = format!("{path}.api_key");
+            let default_limit = compile_rate_limit(&format!("{path}.rate_limit"), a.rate_limit)?;
+            let clients = compile_clients(&path, &a.clients, default_limit, ClientKind::ApiKey)?;
+            let headers = compile_headers(&format!("{path}.headers"), &a.headers, &[Root::Client])?;
+            Ok(Provider {
+                name: name.to_owned(),
+                kind: ProviderKind::ApiKey(ApiKeyProvider {
+                    clients,
+                    from: vec![
+                        TokenSource::bearer(),
+                        TokenSource::Header {
+                            name: "authorization".into(),
+                            prefix: "ApiKey ".into(),
+                        },
+                        TokenSource::Query("api_key".into()),
+                    ],
+                    forward: a.forward,
                 }),
                 headers,
             })
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    Hmac,
+    ApiKey,
+}
+
+fn compile_rate_limit(
+    path: &str,
+    raw: Option<RawRateLimit>,
+) -> Result<Option<RateLimit>, ConfigError> {
+    let Some(r) = raw else {
+        return Ok(None);
+    };
+    if r.requests == 0 {
+        return err(
+            format!("{path}.requests"),
+            "expected at least 1 (remove the client to refuse it)",
+        );
+    }
+    if !(1..=86_400).contains(&r.window_s) {
+        return err(
+            format!("{path}.window_s"),
+            format!("{} is out of range, expected 1 to 86400", r.window_s),
+        );
+    }
+    Ok(Some(RateLimit {
+        requests: r.requests,
+        window_s: r.window_s,
+    }))
+}
+
+fn compile_clients(
+    path: &str,
+    raw: &BTreeMap<String, RawClient>,
+    default_limit: Option<RateLimit>,
+    kind: ClientKind,
+) -> Result<Vec<Client>, ConfigError> {
+    if raw.is_empty() {
+        return err(format!("{path}.clients"), "expected at least one client");
+    }
+    let mut out = Vec::new();
+    for (id, c) in raw {
+        let cpath = format!("{path}.clients.{id}");
+        let printable = id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        if id.is_empty() || id.len() > 128 || !printable {
+            return err(
+                cpath,
+                "client ids are 1 to 128 printable ASCII characters without quotes or backslashes",
+            );
+        }
+        let credential = match (kind, &c.secret, &c.key_sha256) {
+            (ClientKind::Hmac, Some(secret), None) if !secret.is_empty() => {
+                Secret::new(secret.as_bytes().to_vec())
+            }
+            (ClientKind::Hmac, _, _) => {
+                return err(cpath, "expected \"secret\" (the shared secret, not empty) and no \"key_sha256\"")
+            }
+            (ClientKind::ApiKey, None, Some(hex)) => match decode_hex_32(hex) {
+                Some(d) => Secret::new(d.to_vec()),
+                None => {
+                    return err(
+                        format!("{cpath}.key_sha256"),
+                        "expected 64 hex digits: the SHA-256 of the key (printf %s \"$KEY\" | sha256sum)",
+                    )
+                }
+            },
+            (ClientKind::ApiKey, _, _) => {
+                return err(
+                    cpath,
+                    "expected \"key_sha256\" (the SHA-256 of the key, never the key) and no \"secret\"",
+                )
+            }
+        };
+        let status = match c.status.as_deref() {
+            None | Some("active") => ClientStatus::Active,
+            Some("suspended") => ClientStatus::Suspended,
+            Some("revoked") => ClientStatus::Revoked,
+            Some(other) => {
+                return err(
+                    format!("{cpath}.status"),
+                    format!(
+                    "{other:?} is not a status, expected \"active\", \"suspended\" or \"revoked\""
+                ),
+                )
+            }
+        };
+        let mut methods = Vec::new();
+        for (i, m) in c.methods.iter().flatten().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return err(
+                    format!("{cpath}.methods[{i}]"),
+                    format!("{m:?} is not an HTTP method"),
+                );
+            }
+            methods.push(m.to_ascii_uppercase());
+        }
+        out.push(Client {
+            id: id.clone(),
+            name: c.name.clone().unwrap_or_else(|| id.clone()),
+            credential,
+            status,
+            methods,
+            rules: c.rules.clone().unwrap_or_default(),
+            rate_limit: compile_rate_limit(&format!("{cpath}.rate_limit"), c.rate_limit)?
+                .or(default_limit),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_hex_32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn jwk_error_at(path: &str, e: &JwkError) -> ConfigError {
@@ -976,7 +1335,9 @@ mod tests {
         let p = compile_value(&base()).unwrap();
         assert_eq!(p.strip, vec!["x-commit-owner", "x-user"]);
         assert_eq!(p.rules[1].name, "rule1");
-        let ProviderKind::Jwt(j) = &p.providers[0].kind;
+        let ProviderKind::Jwt(j) = &p.providers[0].kind else {
+            panic!("jwt provider expected")
+        };
         assert_eq!(j.rules.algorithms, vec![Alg::HS256, Alg::HS384, Alg::HS512]);
         assert_eq!(j.from, vec![TokenSource::bearer()]);
         assert_eq!(j.rules.clock_skew_s, 60);
@@ -1181,7 +1542,9 @@ mod tests {
                 "providers.corp.jwt.keys.jwks.keys[0].alg: ES256 cannot be used with a oct key",
             ),
             (
-                Box::new(|v| v["providers"]["corp"]["hmac"] = json!({})),
+                Box::new(|v| {
+                    v["providers"]["corp"]["hmac"] = json!({"clients": {"a": {"secret": "s"}}})
+                }),
                 "providers.corp:",
             ),
             (

@@ -33,11 +33,33 @@ pub enum Reason {
     AmbiguousPath,
     /// A remote key set is not available yet (first fetch pending or failed, nothing usable cached).
     KeysUnavailable,
+    /// A signed request names a client the provider does not know.
+    UnknownClient,
+    /// A signed request's timestamp is outside the window.
+    StaleTimestamp,
+    /// A signed request's nonce was already used.
+    Replayed,
+    /// An API key no client has.
+    InvalidKey,
+    ClientSuspended,
+    ClientRevoked,
+    /// The client may not use this method.
+    MethodNotAllowed,
+    /// The client may not use this rule.
+    RuleNotAllowed,
+    /// The client is over its rate limit.
+    RateLimited,
+    /// The body is over the limit of a body-signing provider.
+    BodyTooLarge,
+    /// The replay or rate store refused the update (full, or contended): fail closed.
+    ReplayStoreUnavailable,
+    /// Internal: the provider needs the request body before it can decide. Never sent.
+    BodyRequired,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 29] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -55,6 +77,18 @@ impl Reason {
         Reason::NoRule,
         Reason::AmbiguousPath,
         Reason::KeysUnavailable,
+        Reason::UnknownClient,
+        Reason::StaleTimestamp,
+        Reason::Replayed,
+        Reason::InvalidKey,
+        Reason::ClientSuspended,
+        Reason::ClientRevoked,
+        Reason::MethodNotAllowed,
+        Reason::RuleNotAllowed,
+        Reason::RateLimited,
+        Reason::BodyTooLarge,
+        Reason::ReplayStoreUnavailable,
+        Reason::BodyRequired,
     ];
 
     /// The stable reason code.
@@ -77,6 +111,18 @@ impl Reason {
             Reason::NoRule => "no_rule",
             Reason::AmbiguousPath => "ambiguous_path",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::UnknownClient => "unknown_client",
+            Reason::StaleTimestamp => "stale_timestamp",
+            Reason::Replayed => "replayed",
+            Reason::InvalidKey => "invalid_key",
+            Reason::ClientSuspended => "client_suspended",
+            Reason::ClientRevoked => "client_revoked",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::RuleNotAllowed => "rule_not_allowed",
+            Reason::RateLimited => "rate_limited",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::ReplayStoreUnavailable => "replay_store_unavailable",
+            Reason::BodyRequired => "body_required",
         }
     }
 
@@ -84,8 +130,15 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::AmbiguousPath => 400,
-            Reason::KeysUnavailable => 503,
-            Reason::UnsafeClaim | Reason::NoRule => 403,
+            Reason::KeysUnavailable | Reason::ReplayStoreUnavailable | Reason::BodyRequired => 503,
+            Reason::UnsafeClaim
+            | Reason::NoRule
+            | Reason::ClientSuspended
+            | Reason::ClientRevoked
+            | Reason::MethodNotAllowed
+            | Reason::RuleNotAllowed => 403,
+            Reason::RateLimited => 429,
+            Reason::BodyTooLarge => 413,
             _ => 401,
         }
     }
@@ -95,7 +148,11 @@ impl Reason {
         match self {
             Reason::Missing => "unauthorized",
             Reason::AmbiguousPath => "invalid_request",
-            Reason::KeysUnavailable => "temporarily_unavailable",
+            Reason::KeysUnavailable | Reason::ReplayStoreUnavailable | Reason::BodyRequired => {
+                "temporarily_unavailable"
+            }
+            Reason::RateLimited => "rate_limited",
+            Reason::BodyTooLarge => "payload_too_large",
             r if r.status() == 403 => "forbidden",
             _ => "invalid_token",
         }
@@ -125,12 +182,18 @@ impl From<JwtError> for Reason {
 pub enum Scheme {
     /// RFC 6750 bearer tokens.
     Bearer,
+    /// Gatekeeper HMAC signed requests.
+    Hmac,
+    /// API keys.
+    ApiKey,
 }
 
 impl Scheme {
     fn name(self) -> &'static str {
         match self {
             Scheme::Bearer => "Bearer",
+            Scheme::Hmac => "HMAC",
+            Scheme::ApiKey => "ApiKey",
         }
     }
 }
@@ -165,6 +228,8 @@ pub struct Deny {
     pub provider: Option<String>,
     /// The schemes the rule accepts (for `WWW-Authenticate` on 401).
     pub schemes: Vec<Scheme>,
+    /// Seconds for `Retry-After` (429).
+    pub retry_after: Option<i64>,
 }
 
 impl Deny {
@@ -235,6 +300,7 @@ mod tests {
             rule: None,
             provider: None,
             schemes: vec![Scheme::Bearer],
+            retry_after: None,
         };
         assert_eq!(
             d.challenges(),

@@ -4,17 +4,25 @@
 //! The strip list ([`Policy::strip`]) is not part of the decision: the host removes those headers from every
 //! request before calling [`decide`], whatever the outcome.
 
-use crate::config::{Action, KeySource, Policy, Provider, ProviderKind, Requirement, Rule};
+use crate::config::{
+    Action, BodyMode, Client, ClientStatus, KeySource, Policy, Provider, ProviderKind, Requirement,
+    Rule,
+};
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Scheme};
 use crate::extract;
+use crate::hmac_auth;
 use crate::jwk::Jwk;
+use crate::jwks_cache::SharedStore;
 use crate::jwt::{UntrustedJwt, VerifiedJwt};
+use crate::replay::{self, Rate, Replay};
 use crate::request::RequestView;
 use crate::rules::normalize_path;
 use crate::template::{walk, Facts, RenderError, Root};
 use serde_json::Value;
+use sha2::Digest as _;
 use std::borrow::Cow;
 use std::rc::Rc;
+use subtle::ConstantTimeEq as _;
 
 /// The current keys of providers whose keys are fetched at run time (the host's per-VM cache).
 pub trait KeyLookup {
@@ -43,6 +51,23 @@ struct Granted {
 struct Refused {
     reason: Reason,
     provider: Option<usize>,
+    retry_after: Option<i64>,
+}
+
+/// Why one provider refused: the reason, and for 429 when to retry.
+#[derive(Debug, Clone, Copy)]
+struct Fail {
+    reason: Reason,
+    retry_after: Option<i64>,
+}
+
+impl From<Reason> for Fail {
+    fn from(reason: Reason) -> Fail {
+        Fail {
+            reason,
+            retry_after: None,
+        }
+    }
 }
 
 struct JwtFacts<'a> {
@@ -65,18 +90,25 @@ impl Facts for JwtFacts<'_> {
     }
 }
 
-/// Decides one request at `now` (unix seconds); remote key sets are read through `keys`.
-pub fn decide(policy: &Policy, req: &RequestView<'_>, now: i64, keys: &dyn KeyLookup) -> Decision {
+/// Decides one request at `now` (unix seconds); remote key sets are read through `keys`; replay nonces and
+/// rate-limit counters live in `store` (process-wide).
+pub fn decide(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    now: i64,
+    keys: &dyn KeyLookup,
+    store: &dyn SharedStore,
+) -> Decision {
     let path = match normalize_path(req.path) {
         Ok(p) => p,
-        Err(_) => return deny(Reason::AmbiguousPath, None, None, Vec::new()),
+        Err(_) => return deny(Reason::AmbiguousPath, None, None, Vec::new(), None),
     };
     let Some(rule) = policy
         .rules
         .iter()
         .find(|r| r.matcher.matches(req.method, req.authority, &path))
     else {
-        return deny(Reason::NoRule, None, None, Vec::new());
+        return deny(Reason::NoRule, None, None, Vec::new(), None);
     };
     let allow = |providers: Vec<String>, ops| {
         Decision::Allow(Allow {
@@ -102,6 +134,7 @@ pub fn decide(policy: &Policy, req: &RequestView<'_>, now: i64, keys: &dyn KeyLo
         req,
         now,
         keys,
+        store,
     };
     match satisfy(&cx, requirement) {
         Ok(g) => allow(
@@ -124,7 +157,13 @@ pub fn decide(policy: &Policy, req: &RequestView<'_>, now: i64, keys: &dyn KeyLo
                 .provider
                 .and_then(|i| policy.providers.get(i))
                 .map(|p| p.name.clone());
-            deny(r.reason, Some(rule.name.clone()), provider, schemes)
+            deny(
+                r.reason,
+                Some(rule.name.clone()),
+                provider,
+                schemes,
+                r.retry_after,
+            )
         }
     }
 }
@@ -134,12 +173,14 @@ fn deny(
     rule: Option<String>,
     provider: Option<String>,
     schemes: Vec<Scheme>,
+    retry_after: Option<i64>,
 ) -> Decision {
     Decision::Deny(Deny {
         reason,
         rule,
         provider,
         schemes,
+        retry_after,
     })
 }
 
@@ -150,6 +191,7 @@ struct Cx<'a> {
     req: &'a RequestView<'a>,
     now: i64,
     keys: &'a dyn KeyLookup,
+    store: &'a dyn SharedStore,
 }
 
 fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
@@ -158,23 +200,30 @@ fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
             let p = cx.policy.providers.get(*i).ok_or(Refused {
                 reason: Reason::NoRule,
                 provider: None,
+                retry_after: None,
             })?;
             check_provider(cx, *i, p)
                 .map(|ops| Granted {
                     providers: vec![*i],
                     ops,
                 })
-                .map_err(|reason| Refused {
-                    reason,
+                .map_err(|f| Refused {
+                    reason: f.reason,
                     provider: Some(*i),
+                    retry_after: f.retry_after,
                 })
         }
         Requirement::Any(subs) => {
             let mut first_missing = None;
             let mut first_present = None;
+            let mut body_needed = None;
             for s in subs {
                 match satisfy(cx, s) {
                     Ok(g) => return Ok(g),
+                    // Another alternative may still pass once the body is there: ask for it first.
+                    Err(r) if r.reason == Reason::BodyRequired => {
+                        body_needed.get_or_insert(r);
+                    }
                     Err(r) if r.reason == Reason::Missing => {
                         first_missing.get_or_insert(r);
                     }
@@ -184,10 +233,14 @@ fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
                 }
             }
             // A credential that was presented and refused says more than the absence of another one.
-            Err(first_present.or(first_missing).unwrap_or(Refused {
-                reason: Reason::Missing,
-                provider: None,
-            }))
+            Err(body_needed
+                .or(first_present)
+                .or(first_missing)
+                .unwrap_or(Refused {
+                    reason: Reason::Missing,
+                    provider: None,
+                    retry_after: None,
+                }))
         }
         Requirement::All(subs) => {
             let mut all = Granted::default();
@@ -202,7 +255,7 @@ fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
 }
 
 /// Verifies one provider's credential; on success, the header operations it asks for.
-fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderOp>, Reason> {
+fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderOp>, Fail> {
     match &p.kind {
         ProviderKind::Jwt(j) => {
             let found = extract::find(&j.from, cx.req)
@@ -230,7 +283,149 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             render_headers(p, &facts, &mut ops)?;
             Ok(ops)
         }
+        ProviderKind::Hmac(h) => {
+            let sources = [extract::TokenSource::Header {
+                name: "authorization".into(),
+                prefix: "HMAC ".into(),
+            }];
+            let found = extract::find(&sources, cx.req)
+                .map_err(|_| Reason::MultipleCredentials)?
+                .ok_or(Reason::Missing)?;
+            let cred = hmac_auth::parse(&found.value).map_err(|_| Reason::Malformed)?;
+            let client = h
+                .clients
+                .iter()
+                .find(|c| c.id == cred.client_id)
+                .ok_or(Reason::UnknownClient)?;
+            // Cheap checks first, as the reference does: the window, then the body, then the MAC.
+            if cred.timestamp.abs_diff(cx.now) > h.timestamp_window_s.unsigned_abs() {
+                return Err(Reason::StaleTimestamp.into());
+            }
+            let body: &[u8] = match h.body {
+                BodyMode::Empty => &[],
+                BodyMode::Signed => {
+                    let b = cx.req.body.ok_or(Reason::BodyRequired)?;
+                    if b.len() > h.max_body_bytes {
+                        return Err(Reason::BodyTooLarge.into());
+                    }
+                    b
+                }
+            };
+            if !hmac_auth::verify(
+                &cred,
+                client.credential.expose(),
+                cx.req.method,
+                cx.req.path,
+                body,
+            ) {
+                return Err(Reason::BadSignature.into());
+            }
+            permit(client, cx)?;
+            // Only verified requests are remembered, so forged ones cannot fill the store.
+            let scope = &p.name;
+            let expires = cred
+                .timestamp
+                .saturating_add(h.timestamp_window_s)
+                .saturating_add(1);
+            let id = format!("{}:{}", cred.client_id, cred.nonce);
+            match replay::check_and_record(cx.store, scope, &id, expires, cx.now) {
+                Replay::Fresh => {}
+                Replay::Replayed => return Err(Reason::Replayed.into()),
+                Replay::Full | Replay::Unavailable => {
+                    return Err(Reason::ReplayStoreUnavailable.into())
+                }
+            }
+            rate(client, scope, cx)?;
+            finish_client(p, client, cx, found.remove, h.forward)
+        }
+        ProviderKind::ApiKey(a) => {
+            let found = extract::find(&a.from, cx.req)
+                .map_err(|_| Reason::MultipleCredentials)?
+                .ok_or(Reason::Missing)?;
+            let digest = sha2::Sha256::digest(found.value.as_bytes());
+            // Every digest is compared, in constant time, whatever matched.
+            let mut matched = None;
+            for c in &a.clients {
+                if bool::from(digest[..].ct_eq(c.credential.expose())) {
+                    matched = Some(c);
+                }
+            }
+            let client = matched.ok_or(Reason::InvalidKey)?;
+            permit(client, cx)?;
+            rate(client, &p.name, cx)?;
+            finish_client(p, client, cx, found.remove, a.forward)
+        }
     }
+}
+
+/// Status, method and rule permissions of a verified client.
+fn permit(client: &Client, cx: &Cx<'_>) -> Result<(), Fail> {
+    match client.status {
+        ClientStatus::Active => {}
+        ClientStatus::Suspended => return Err(Reason::ClientSuspended.into()),
+        ClientStatus::Revoked => return Err(Reason::ClientRevoked.into()),
+    }
+    if !client.methods.is_empty() && !client.methods.iter().any(|m| m == cx.req.method) {
+        return Err(Reason::MethodNotAllowed.into());
+    }
+    if !client.rules.is_empty() && !client.rules.contains(&cx.rule.name) {
+        return Err(Reason::RuleNotAllowed.into());
+    }
+    Ok(())
+}
+
+/// Counts the request against the client's rate limit, if it has one.
+fn rate(client: &Client, scope: &str, cx: &Cx<'_>) -> Result<(), Fail> {
+    let Some(limit) = client.rate_limit else {
+        return Ok(());
+    };
+    match replay::count(cx.store, scope, &client.id, limit, cx.now) {
+        Rate::Allowed => Ok(()),
+        Rate::Limited(after) => Err(Fail {
+            reason: Reason::RateLimited,
+            retry_after: Some(after),
+        }),
+        Rate::Unavailable => Err(Reason::ReplayStoreUnavailable.into()),
+    }
+}
+
+struct ClientFacts<'a> {
+    client: &'a Client,
+    provider: &'a str,
+    rule: &'a str,
+}
+
+impl Facts for ClientFacts<'_> {
+    fn lookup(&self, root: Root, path: &[String]) -> Option<Cow<'_, Value>> {
+        let text = |s: &str| Some(Cow::Owned(Value::String(s.to_owned())));
+        match (root, path) {
+            (Root::Client, [field]) if field == "id" => text(&self.client.id),
+            (Root::Client, [field]) if field == "name" => text(&self.client.name),
+            (Root::Provider, []) => text(self.provider),
+            (Root::Rule, []) => text(self.rule),
+            _ => None,
+        }
+    }
+}
+
+fn finish_client(
+    p: &Provider,
+    client: &Client,
+    cx: &Cx<'_>,
+    remove: HeaderOp,
+    forward: bool,
+) -> Result<Vec<HeaderOp>, Fail> {
+    let facts = ClientFacts {
+        client,
+        provider: &p.name,
+        rule: &cx.rule.name,
+    };
+    let mut ops = Vec::new();
+    if !forward {
+        ops.push(remove);
+    }
+    render_headers(p, &facts, &mut ops)?;
+    Ok(ops)
 }
 
 fn render_headers(p: &Provider, facts: &dyn Facts, ops: &mut Vec<HeaderOp>) -> Result<(), Reason> {

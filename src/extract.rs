@@ -105,6 +105,15 @@ pub fn find(sources: &[TokenSource], req: &RequestView<'_>) -> Result<Option<Fou
                     let Some(rest) = strip_prefix_ci(v, prefix) else {
                         continue;
                     };
+                    // Proxies join repeated headers with ",": "Bearer a, Bearer b" is two credentials.
+                    if !prefix.is_empty()
+                        && rest
+                            .split(',')
+                            .skip(1)
+                            .any(|part| strip_prefix_ci(part.trim_start(), prefix).is_some())
+                    {
+                        return Err(Multiple);
+                    }
                     let token = rest.trim_matches(|c| c == ' ' || c == '\t');
                     if token.is_empty() {
                         continue;
@@ -179,6 +188,7 @@ mod tests {
             path,
             authority: "h",
             headers,
+            body: None,
         }
     }
 
@@ -226,6 +236,23 @@ mod tests {
             find(&srcs[1..], &req("/x?access_token=a&access_token=b", &[])),
             Err(Multiple)
         );
+    }
+
+    #[test]
+    fn joined_repeated_headers_are_two_credentials() {
+        let hs = h(&[("authorization", "Bearer a,Bearer b")]);
+        assert_eq!(find(&[TokenSource::bearer()], &req("/", &hs)), Err(Multiple));
+        let hs = h(&[("authorization", "Bearer a, bearer b")]);
+        assert_eq!(find(&[TokenSource::bearer()], &req("/", &hs)), Err(Multiple));
+        // Commas inside one credential's parameters are not a second credential.
+        let hmac = TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "HMAC ".into(),
+        };
+        let hs = h(&[("authorization", "HMAC client_id=\"a\",nonce=\"b\"")]);
+        assert!(find(&[hmac.clone()], &req("/", &hs)).unwrap().is_some());
+        let hs = h(&[("authorization", "HMAC client_id=\"a\",HMAC client_id=\"b\"")]);
+        assert_eq!(find(&[hmac], &req("/", &hs)), Err(Multiple));
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub struct RequestView<'a> {
     pub authority: &'a str,
     /// Every header as received, duplicates kept, names as the host gives them.
     pub headers: &'a [(String, String)],
+    /// The whole body once read (`Some(b"")` for a request without one); `None` while it has not been read.
+    pub body: Option<&'a [u8]>,
 }
 
 impl<'a> RequestView<'a> {

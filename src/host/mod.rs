@@ -23,6 +23,7 @@ use crate::config::{self, KeySource, Policy, ProviderKind};
 use crate::decision::{Decision, Deny, HeaderOp, Reason};
 use crate::engine::{self, KeyLookup};
 use crate::jwk::Jwk;
+use crate::replay;
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -32,6 +33,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
+use store::HostStore;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -95,6 +97,8 @@ struct Snapshot {
     path: String,
     authority: String,
     headers: Vec<(String, String)>,
+    /// `None` until the whole body was read (or known to be empty).
+    body: Option<Vec<u8>>,
 }
 
 impl Snapshot {
@@ -104,6 +108,7 @@ impl Snapshot {
             path: &self.path,
             authority: &self.authority,
             headers: &self.headers,
+            body: self.body.as_deref(),
         }
     }
 }
@@ -153,7 +158,7 @@ impl VmState {
             remotes: &self.remotes,
             now,
         };
-        engine::decide(&self.policy, req, now, &lookup)
+        engine::decide(&self.policy, req, now, &lookup, &HostStore)
     }
 
     fn remote_of(&self, provider: Option<&str>) -> Option<usize> {
@@ -228,6 +233,7 @@ impl VmState {
                 }
             }
             Outcome::Reply(d, retry_after) => {
+                let retry_after = d.retry_after.or(retry_after);
                 let provider = d.provider.clone().unwrap_or_else(|| "none".into());
                 Metrics::bump(self.metrics.deny.get(&(d.reason.label(), provider.clone())));
                 log(
@@ -353,9 +359,18 @@ impl RootContext for Root {
         };
         let mut remotes = Vec::new();
         for (i, p) in policy.providers.iter().enumerate() {
-            let ProviderKind::Jwt(j) = &p.kind;
-            if let KeySource::Remote(src) = &j.keys {
-                remotes.push(Remote::new(i, &p.name, src.clone()));
+            match &p.kind {
+                ProviderKind::Jwt(j) => {
+                    if let KeySource::Remote(src) = &j.keys {
+                        remotes.push(Remote::new(i, &p.name, src.clone()));
+                    }
+                }
+                // Replay slots and counters exist before any request can use them (see crate::replay).
+                ProviderKind::Hmac(_) => replay::prepare_slots(&HostStore, &p.name),
+                ProviderKind::ApiKey(_) => {}
+            }
+            for c in p.kind.clients().iter().filter(|c| c.rate_limit.is_some()) {
+                replay::prepare_counter(&HostStore, &p.name, &c.id);
             }
         }
         log(
@@ -395,6 +410,7 @@ impl RootContext for Root {
         Some(Box::new(Filter {
             id: context_id,
             state: self.state.clone(),
+            awaiting_body: None,
         }))
     }
 }
@@ -402,6 +418,8 @@ impl RootContext for Root {
 struct Filter {
     id: u32,
     state: Option<Rc<RefCell<VmState>>>,
+    /// The request waiting for its body (a body-signing provider needs it).
+    awaiting_body: Option<Snapshot>,
 }
 
 impl Context for Filter {
@@ -461,13 +479,14 @@ fn deny_internal(what: &str) {
     let _ = hostcalls::send_http_response(503, headers, Some(body));
 }
 
-fn snapshot() -> Option<Snapshot> {
+fn snapshot(end_of_stream: bool) -> Option<Snapshot> {
     let raw = hostcalls::get_map_bytes(REQ).ok()?;
     let mut s = Snapshot {
         method: String::new(),
         path: String::new(),
         authority: String::new(),
         headers: Vec::with_capacity(raw.len()),
+        body: end_of_stream.then(Vec::new),
     };
     for (name, value) in raw {
         // A value that is not UTF-8 cannot be a credential or an identity this filter reads; it stays out of
@@ -485,30 +504,9 @@ fn snapshot() -> Option<Snapshot> {
     Some(s)
 }
 
-impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(state) = self.state.clone() else {
-            deny_internal("not_configured");
-            return Action::Pause;
-        };
-        let Ok(mut st) = state.try_borrow_mut() else {
-            deny_internal("state_busy");
-            return Action::Pause;
-        };
-        // Forged identity headers go first, before anything can fail: on every request, whatever follows.
-        if !st
-            .policy
-            .strip
-            .iter()
-            .all(|name| hostcalls::remove_map_value(REQ, name).is_ok())
-        {
-            deny_internal("strip_failed");
-            return Action::Pause;
-        }
-        let Some(snapshot) = snapshot() else {
-            deny_internal("headers_unavailable");
-            return Action::Pause;
-        };
+impl Filter {
+    /// Decides (or re-decides with the body) and acts: forward, reply, wait for keys, or wait for the body.
+    fn run(&mut self, st: &mut VmState, snapshot: Snapshot) -> Action {
         let ms = now_ms();
         match st.outcome(&snapshot, secs(ms), ms, true) {
             Outcome::Forward(ops, providers) => {
@@ -533,10 +531,84 @@ impl HttpContext for Filter {
                 });
                 Action::Pause
             }
+            Outcome::Reply(d, _) if d.reason == Reason::BodyRequired && snapshot.body.is_none() => {
+                // Headers stay paused (Envoy buffers the body: allow_on_headers_stop_iteration) until the
+                // whole body is here; on_http_request_body decides again.
+                self.awaiting_body = Some(snapshot);
+                Action::Pause
+            }
             reply @ Outcome::Reply(..) => {
                 st.finish(reply, &snapshot.method);
                 Action::Pause
             }
         }
+    }
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            deny_internal("not_configured");
+            return Action::Pause;
+        };
+        let Ok(mut st) = state.try_borrow_mut() else {
+            deny_internal("state_busy");
+            return Action::Pause;
+        };
+        // Forged identity headers go first, before anything can fail: on every request, whatever follows.
+        if !st
+            .policy
+            .strip
+            .iter()
+            .all(|name| hostcalls::remove_map_value(REQ, name).is_ok())
+        {
+            deny_internal("strip_failed");
+            return Action::Pause;
+        }
+        let Some(snapshot) = snapshot(end_of_stream) else {
+            deny_internal("headers_unavailable");
+            return Action::Pause;
+        };
+        self.run(&mut st, snapshot)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.awaiting_body.is_none() {
+            return Action::Continue;
+        }
+        let Some(state) = self.state.clone() else {
+            return Action::Continue;
+        };
+        let Ok(mut st) = state.try_borrow_mut() else {
+            deny_internal("state_busy");
+            return Action::Pause;
+        };
+        if body_size > st.policy.max_body_bytes() {
+            self.awaiting_body = None;
+            let d = Deny {
+                reason: Reason::BodyTooLarge,
+                rule: None,
+                provider: None,
+                schemes: Vec::new(),
+                retry_after: None,
+            };
+            st.finish(Outcome::Reply(d, None), "-");
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause; // keep buffering
+        }
+        let Some(mut snapshot) = self.awaiting_body.take() else {
+            return Action::Continue;
+        };
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(_) => {
+                deny_internal("body_unavailable");
+                return Action::Pause;
+            }
+        };
+        snapshot.body = Some(body);
+        self.run(&mut st, snapshot)
     }
 }

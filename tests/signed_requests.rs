@@ -1,0 +1,549 @@
+//! Gatekeeper HMAC and API keys through the core: the worked examples in
+//! `../shared/vectors/http_signatures/gatekeeper_hmac.json` (made with the reference client byteforge-hmac
+//! 0.2.0), tampering, the window, replay, permissions, rate limits, body modes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use trustgate::config::{compile, Policy};
+use trustgate::decision::{Decision, HeaderOp, Reason};
+use trustgate::engine::{decide, NoRemoteKeys};
+use trustgate::jwks_cache::MemoryStore;
+use trustgate::replay;
+use trustgate::request::RequestView;
+
+const CLIENT: &str = "3f2c1a9e-0000-4000-8000-000000000001";
+const SECRET: &str = "s3cr3t-shared-secret";
+
+fn vectors() -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/vectors/http_signatures/gatekeeper_hmac.json");
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (shared/ must sit beside the repo)", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn sha_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn policy() -> Policy {
+    let cfg = json!({
+        "providers": {
+            "gatekeeper": {"hmac": {
+                "clients": {
+                    CLIENT: {"name": "Mobile App", "secret": SECRET},
+                    "sus": {"name": "Old", "secret": "x", "status": "suspended"},
+                    "rev": {"secret": "x", "status": "revoked"},
+                    "getter": {"name": "Reader", "secret": "g", "methods": ["get"]},
+                    "scoped": {"name": "Scoped", "secret": "s", "rules": ["orders"]},
+                    "limited": {"name": "Limited", "secret": "l", "rate_limit": {"requests": 2, "window_s": 60}}
+                },
+                "max_body_bytes": 64,
+                "headers": {"x-client-id": "${client.id}", "x-client-name": "${client.name}", "x-route-id": "${rule}"}
+            }},
+            "nginx": {"hmac": {
+                "clients": {CLIENT: {"secret": SECRET}},
+                "body": "empty",
+                "headers": {"x-client-id": "${client.id}"}
+            }},
+            "keys": {"api_key": {
+                "clients": {
+                    "ci": {"name": "CI", "key_sha256": sha_hex("ci-key-TEST-ONLY")},
+                    "ops": {"name": "Ops", "key_sha256": sha_hex("ops-key-TEST-ONLY"), "status": "suspended"}
+                },
+                "headers": {"x-client-id": "${client.id}", "x-client-name": "${client.name}"}
+            }}
+        },
+        "rules": [
+            {"name": "orders", "match": {"path_prefix": "/api/orders"}, "require": "gatekeeper"},
+            {"name": "api", "match": {"path_prefix": "/api/"}, "require": "gatekeeper"},
+            {"name": "nginx", "match": {"path_prefix": "/nginx/"}, "require": "nginx"},
+            {"name": "ci", "match": {"path_prefix": "/ci/"}, "require": "keys"},
+            {"name": "either", "match": {"path_prefix": "/either/"}, "require": {"any": ["keys", "gatekeeper"]}}
+        ]
+    });
+    compile(cfg.to_string().as_bytes()).unwrap()
+}
+
+struct World {
+    policy: Policy,
+    store: MemoryStore,
+}
+
+impl World {
+    fn new() -> World {
+        let policy = policy();
+        let store = MemoryStore::default();
+        for p in &policy.providers {
+            replay::prepare_slots(&store, &p.name);
+            for c in p.kind.clients() {
+                replay::prepare_counter(&store, &p.name, &c.id);
+            }
+        }
+        World { policy, store }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        now: i64,
+    ) -> Decision {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let view = RequestView {
+            method,
+            path,
+            authority: "api.example.com",
+            headers: &headers,
+            body,
+        };
+        decide(&self.policy, &view, now, &NoRemoteKeys, &self.store)
+    }
+}
+
+fn sign(
+    secret: &str,
+    method: &str,
+    path: &str,
+    ts: i64,
+    nonce: &str,
+    body: &[u8],
+    client: &str,
+) -> String {
+    let msg = trustgate::hmac_auth::message(method, path, &ts.to_string(), nonce, body);
+    let mac = trustgate::crypto::hmac_sha256(secret.as_bytes(), &msg);
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!(r#"HMAC client_id="{client}",timestamp="{ts}",nonce="{nonce}",signature="{hex}""#)
+}
+
+fn reason(d: &Decision) -> Reason {
+    match d {
+        Decision::Deny(d) => d.reason,
+        Decision::Allow(a) => panic!("allowed: {a:?}"),
+    }
+}
+
+fn set(d: &Decision, name: &str) -> Option<String> {
+    let Decision::Allow(a) = d else {
+        panic!("denied: {d:?}")
+    };
+    a.ops.iter().rev().find_map(|op| match op {
+        HeaderOp::Set(n, v) if n == name => Some(v.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn reference_client_examples_verify_once_and_not_after_301_s() {
+    let v = vectors();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    let w = World::new();
+    for c in cases {
+        let (method, path, body) = (
+            c["method"].as_str().unwrap(),
+            c["path_signed"].as_str().unwrap(),
+            c["body"].as_str().unwrap(),
+        );
+        let ts = c["timestamp"].as_i64().unwrap();
+        let auth = c["authorization"].as_str().unwrap();
+        // Our own string to sign gives the vector's signature.
+        let msg = trustgate::hmac_auth::message(
+            method,
+            path,
+            &ts.to_string(),
+            c["nonce"].as_str().unwrap(),
+            body.as_bytes(),
+        );
+        assert_eq!(
+            String::from_utf8(msg).unwrap(),
+            c["string_to_sign"].as_str().unwrap()
+        );
+        let req = |now| {
+            w.send(
+                method,
+                path,
+                &[("authorization", auth)],
+                Some(body.as_bytes()),
+                now,
+            )
+        };
+        if c["server_rejects_ts_plus_301"].as_bool().unwrap() {
+            assert_eq!(reason(&req(ts + 301)), Reason::StaleTimestamp, "{path}");
+            assert_eq!(reason(&req(ts - 301)), Reason::StaleTimestamp, "{path}");
+        }
+        assert!(c["server_accepts"].as_bool().unwrap());
+        let d = req(ts + 300);
+        assert_eq!(set(&d, "x-client-id").as_deref(), Some(CLIENT), "{path}");
+        assert_eq!(set(&d, "x-client-name").as_deref(), Some("Mobile App"));
+        let Decision::Allow(a) = &d else {
+            unreachable!()
+        };
+        assert!(a.ops.contains(&HeaderOp::Remove("authorization".into())));
+        if c["server_rejects_replay"].as_bool().unwrap() {
+            assert_eq!(reason(&req(ts + 1)), Reason::Replayed, "{path}");
+        }
+    }
+}
+
+#[test]
+fn tampering_is_refused() {
+    let w = World::new();
+    let now = 1_800_000_000;
+    let body = br#"{"item":"book"}"#;
+    let auth = sign(SECRET, "POST", "/api/orders", now, "n1", body, CLIENT);
+    let a = auth.as_str();
+    assert_eq!(
+        reason(&w.send(
+            "POST",
+            "/api/orders",
+            &[("authorization", a)],
+            Some(br#"{"item":"bomb"}"#),
+            now
+        )),
+        Reason::BadSignature
+    );
+    assert_eq!(
+        reason(&w.send(
+            "POST",
+            "/api/other",
+            &[("authorization", a)],
+            Some(body),
+            now
+        )),
+        Reason::BadSignature
+    );
+    assert_eq!(
+        reason(&w.send(
+            "PUT",
+            "/api/orders",
+            &[("authorization", a)],
+            Some(body),
+            now
+        )),
+        Reason::BadSignature
+    );
+    let other_ts = a.replace(
+        &format!("timestamp=\"{now}\""),
+        &format!("timestamp=\"{}\"", now + 1),
+    );
+    assert_eq!(
+        reason(&w.send(
+            "POST",
+            "/api/orders",
+            &[("authorization", &other_ts)],
+            Some(body),
+            now
+        )),
+        Reason::BadSignature
+    );
+    let hex_upper = {
+        let (head, sig) = a.split_once("signature=\"").unwrap();
+        format!("{head}signature=\"{}", sig.to_uppercase())
+    };
+    assert_eq!(
+        reason(&w.send(
+            "POST",
+            "/api/orders",
+            &[("authorization", &hex_upper)],
+            Some(body),
+            now
+        )),
+        Reason::Malformed
+    );
+    // The untampered request still passes (nothing above recorded its nonce).
+    assert!(matches!(
+        w.send(
+            "POST",
+            "/api/orders",
+            &[("authorization", a)],
+            Some(body),
+            now
+        ),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn unknown_client_missing_and_malformed() {
+    let w = World::new();
+    let now = 1_800_000_000;
+    let auth = sign(SECRET, "GET", "/api/x", now, "n", b"", "nobody");
+    assert_eq!(
+        reason(&w.send("GET", "/api/x", &[("authorization", &auth)], Some(b""), now)),
+        Reason::UnknownClient
+    );
+    let d = w.send("GET", "/api/x", &[], Some(b""), now);
+    assert_eq!(reason(&d), Reason::Missing);
+    let Decision::Deny(deny) = &d else {
+        unreachable!()
+    };
+    assert_eq!(
+        deny.challenges(),
+        vec!["HMAC realm=\"trustgate\"".to_string()]
+    );
+    let d = w.send(
+        "GET",
+        "/api/x",
+        &[("authorization", "HMAC client_id=\"x\"")],
+        Some(b""),
+        now,
+    );
+    assert_eq!(reason(&d), Reason::Malformed);
+    let Decision::Deny(deny) = &d else {
+        unreachable!()
+    };
+    assert_eq!(
+        deny.challenges(),
+        vec!["HMAC realm=\"trustgate\", error=\"invalid_token\"".to_string()]
+    );
+}
+
+#[test]
+fn permissions_and_status() {
+    let w = World::new();
+    let now = 1_800_000_000;
+    let send = |client: &str, secret: &str, method: &str, path: &str, nonce: &str| {
+        let auth = sign(secret, method, path, now, nonce, b"", client);
+        w.send(method, path, &[("authorization", &auth)], Some(b""), now)
+    };
+    let d = send("sus", "x", "GET", "/api/x", "1");
+    assert_eq!(reason(&d), Reason::ClientSuspended);
+    let Decision::Deny(deny) = &d else {
+        unreachable!()
+    };
+    assert_eq!(deny.status(), 403);
+    assert_eq!(
+        reason(&send("rev", "x", "GET", "/api/x", "2")),
+        Reason::ClientRevoked
+    );
+    assert_eq!(
+        reason(&send("getter", "g", "POST", "/api/x", "3")),
+        Reason::MethodNotAllowed
+    );
+    assert_eq!(
+        set(&send("getter", "g", "GET", "/api/x", "4"), "x-client-name").as_deref(),
+        Some("Reader")
+    );
+    assert_eq!(
+        reason(&send("scoped", "s", "GET", "/api/x", "5")),
+        Reason::RuleNotAllowed
+    );
+    assert_eq!(
+        set(
+            &send("scoped", "s", "GET", "/api/orders/1", "6"),
+            "x-route-id"
+        )
+        .as_deref(),
+        Some("orders")
+    );
+    // A wrong secret for a suspended client is a bad signature, not a status disclosure.
+    assert_eq!(
+        reason(&send("sus", "wrong", "GET", "/api/x", "7")),
+        Reason::BadSignature
+    );
+}
+
+#[test]
+fn rate_limit_answers_429_with_retry_after() {
+    let w = World::new();
+    let now = 1_800_000_010;
+    for n in ["a", "b"] {
+        let auth = sign("l", "GET", "/api/x", now, n, b"", "limited");
+        assert!(matches!(
+            w.send("GET", "/api/x", &[("authorization", &auth)], Some(b""), now),
+            Decision::Allow(_)
+        ));
+    }
+    let auth = sign("l", "GET", "/api/x", now, "c", b"", "limited");
+    let d = w.send("GET", "/api/x", &[("authorization", &auth)], Some(b""), now);
+    let Decision::Deny(deny) = &d else {
+        panic!("{d:?}")
+    };
+    assert_eq!((deny.reason, deny.status()), (Reason::RateLimited, 429));
+    assert_eq!(deny.retry_after, Some(50));
+    // The next window.
+    let auth = sign("l", "GET", "/api/x", now + 50, "d", b"", "limited");
+    assert!(matches!(
+        w.send(
+            "GET",
+            "/api/x",
+            &[("authorization", &auth)],
+            Some(b""),
+            now + 50
+        ),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn body_modes_and_limit() {
+    let w = World::new();
+    let now = 1_800_000_000;
+    // Signed body: without the body there is no decision yet.
+    let auth = sign(SECRET, "POST", "/api/x", now, "b1", b"{}", CLIENT);
+    assert_eq!(
+        reason(&w.send("POST", "/api/x", &[("authorization", &auth)], None, now)),
+        Reason::BodyRequired
+    );
+    let big = vec![b'x'; 65];
+    let auth = sign(SECRET, "POST", "/api/x", now, "b2", &big, CLIENT);
+    let d = w.send(
+        "POST",
+        "/api/x",
+        &[("authorization", &auth)],
+        Some(&big),
+        now,
+    );
+    assert_eq!(reason(&d), Reason::BodyTooLarge);
+    let Decision::Deny(deny) = &d else {
+        unreachable!()
+    };
+    assert_eq!(deny.status(), 413);
+    // Empty mode: BODY is empty whatever the request carries, and no body is needed to decide.
+    let auth = sign(SECRET, "POST", "/nginx/x", now, "b3", b"", CLIENT);
+    assert!(matches!(
+        w.send("POST", "/nginx/x", &[("authorization", &auth)], None, now),
+        Decision::Allow(_)
+    ));
+    let auth = sign(SECRET, "POST", "/nginx/x", now, "b4", b"{}", CLIENT);
+    assert_eq!(
+        reason(&w.send(
+            "POST",
+            "/nginx/x",
+            &[("authorization", &auth)],
+            Some(b"{}"),
+            now
+        )),
+        Reason::BadSignature
+    );
+}
+
+#[test]
+fn api_keys() {
+    let w = World::new();
+    let now = 1_800_000_000;
+    for (headers, path) in [
+        (vec![("authorization", "Bearer ci-key-TEST-ONLY")], "/ci/x"),
+        (vec![("authorization", "apikey ci-key-TEST-ONLY")], "/ci/x"),
+        (vec![], "/ci/x?api_key=ci-key-TEST-ONLY"),
+    ] {
+        let d = w.send("GET", path, &headers, Some(b""), now);
+        assert_eq!(
+            set(&d, "x-client-id").as_deref(),
+            Some("ci"),
+            "{headers:?} {path}"
+        );
+        assert_eq!(set(&d, "x-client-name").as_deref(), Some("CI"));
+    }
+    let d = w.send(
+        "GET",
+        "/ci/x?api_key=ci-key-TEST-ONLY&a=1",
+        &[],
+        Some(b""),
+        now,
+    );
+    let Decision::Allow(a) = &d else { panic!() };
+    assert!(a
+        .ops
+        .contains(&HeaderOp::Set(":path".into(), "/ci/x?a=1".into())));
+    assert_eq!(
+        reason(&w.send(
+            "GET",
+            "/ci/x",
+            &[("authorization", "Bearer nope")],
+            Some(b""),
+            now
+        )),
+        Reason::InvalidKey
+    );
+    assert_eq!(
+        reason(&w.send("GET", "/ci/x", &[], Some(b""), now)),
+        Reason::Missing
+    );
+    let two = w.send(
+        "GET",
+        "/ci/x?api_key=ci-key-TEST-ONLY",
+        &[("authorization", "Bearer ci-key-TEST-ONLY")],
+        Some(b""),
+        now,
+    );
+    assert_eq!(reason(&two), Reason::MultipleCredentials);
+    assert_eq!(
+        reason(&w.send(
+            "GET",
+            "/ci/x",
+            &[("authorization", "Bearer ops-key-TEST-ONLY")],
+            Some(b""),
+            now
+        )),
+        Reason::ClientSuspended
+    );
+    // any: an API key or a signed request.
+    let d = w.send(
+        "GET",
+        "/either/x",
+        &[("authorization", "ApiKey ci-key-TEST-ONLY")],
+        Some(b""),
+        now,
+    );
+    assert_eq!(set(&d, "x-client-id").as_deref(), Some("ci"));
+}
+
+#[test]
+fn config_errors_name_the_client() {
+    let bad = |c: Value| {
+        compile(
+            json!({"providers": {"gk": c}, "rules": [{"name": "r", "require": "gk"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(bad(json!({"hmac": {"clients": {"a": {}}}}))
+        .starts_with("providers.gk.hmac.clients.a: expected \"secret\""));
+    assert!(
+        bad(json!({"hmac": {"clients": {"a": {"secret": "s", "status": "paused"}}}}))
+            .starts_with("providers.gk.hmac.clients.a.status: \"paused\" is not a status")
+    );
+    assert!(
+        bad(json!({"hmac": {"clients": {"a": {"secret": "s", "rules": ["nope"]}}}})).starts_with(
+            "providers.gk.hmac.clients.a.rules[0]: unknown rule \"nope\", expected one of: r"
+        )
+    );
+    assert!(
+        bad(json!({"hmac": {"clients": {"a": {"secret": "s"}}, "body": "raw"}}))
+            .starts_with("providers.gk.hmac.body: \"raw\" is not a body mode")
+    );
+    assert!(bad(json!({"hmac": {"clients": {"a": {"secret": "s", "rate_limit": {"requests": 0, "window_s": 1}}}}})).starts_with("providers.gk.hmac.clients.a.rate_limit.requests:"));
+    assert!(
+        bad(json!({"api_key": {"clients": {"a": {"key_sha256": "abc"}}}}))
+            .starts_with("providers.gk.api_key.clients.a.key_sha256: expected 64 hex digits")
+    );
+    assert!(
+        bad(json!({"api_key": {"clients": {"a": {"secret": "plain"}}}}))
+            .starts_with("providers.gk.api_key.clients.a: expected \"key_sha256\"")
+    );
+    assert!(bad(json!({"hmac": {"clients": {}}}))
+        .starts_with("providers.gk.hmac.clients: expected at least one client"));
+    assert!(bad(
+        json!({"hmac": {"clients": {"a": {"secret": "s"}}, "headers": {"x-a": "${claims.sub}"}}})
+    )
+    .contains("not available"));
+}
