@@ -304,6 +304,14 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             let body: &[u8] = match h.body {
                 BodyMode::Empty => &[],
                 BodyMode::Signed => {
+                    // A declared length over the limit is refused before a byte is buffered.
+                    let declared = cx.req.header_values("content-length").next();
+                    if declared
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .is_some_and(|n| n > h.max_body_bytes)
+                    {
+                        return Err(Reason::BodyTooLarge.into());
+                    }
                     let b = cx.req.body.ok_or(Reason::BodyRequired)?;
                     if b.len() > h.max_body_bytes {
                         return Err(Reason::BodyTooLarge.into());

@@ -241,9 +241,15 @@ mod tests {
     #[test]
     fn joined_repeated_headers_are_two_credentials() {
         let hs = h(&[("authorization", "Bearer a,Bearer b")]);
-        assert_eq!(find(&[TokenSource::bearer()], &req("/", &hs)), Err(Multiple));
+        assert_eq!(
+            find(&[TokenSource::bearer()], &req("/", &hs)),
+            Err(Multiple)
+        );
         let hs = h(&[("authorization", "Bearer a, bearer b")]);
-        assert_eq!(find(&[TokenSource::bearer()], &req("/", &hs)), Err(Multiple));
+        assert_eq!(
+            find(&[TokenSource::bearer()], &req("/", &hs)),
+            Err(Multiple)
+        );
         // Commas inside one credential's parameters are not a second credential.
         let hmac = TokenSource::Header {
             name: "authorization".into(),

@@ -401,6 +401,16 @@ fn body_modes_and_limit() {
         reason(&w.send("POST", "/api/x", &[("authorization", &auth)], None, now)),
         Reason::BodyRequired
     );
+    // A declared Content-Length over the limit: refused before the body is read.
+    let auth = sign(SECRET, "POST", "/api/x", now, "b0", b"", CLIENT);
+    let d = w.send(
+        "POST",
+        "/api/x",
+        &[("authorization", &auth), ("content-length", "65")],
+        None,
+        now,
+    );
+    assert_eq!(reason(&d), Reason::BodyTooLarge);
     let big = vec![b'x'; 65];
     let auth = sign(SECRET, "POST", "/api/x", now, "b2", &big, CLIENT);
     let d = w.send(
