@@ -47,6 +47,15 @@ fn strip_prefix_ci<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     value.get(prefix.len()..)
 }
 
+/// True when a comma-separated piece starts a new `scheme credentials` pair (RFC 9110 §11.4): a token
+/// followed by a space. Parameters of the same credential (`nonce="…"`) have `=` before any space.
+fn starts_a_credential(part: &str) -> bool {
+    let part = part.trim_start();
+    let end = part.find([' ', '=']).unwrap_or(part.len());
+    let (scheme, after) = part.split_at(end);
+    !scheme.is_empty() && after.starts_with(' ') && !after.trim_start().starts_with('=')
+}
+
 /// Percent-decodes a query value (`+` is a space, as in forms). `None` on bad escapes or non-UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
@@ -105,13 +114,8 @@ pub fn find(sources: &[TokenSource], req: &RequestView<'_>) -> Result<Option<Fou
                     let Some(rest) = strip_prefix_ci(v, prefix) else {
                         continue;
                     };
-                    // Proxies join repeated headers with ",": "Bearer a, Bearer b" is two credentials.
-                    if !prefix.is_empty()
-                        && rest
-                            .split(',')
-                            .skip(1)
-                            .any(|part| strip_prefix_ci(part.trim_start(), prefix).is_some())
-                    {
+                    // Proxies join repeated headers with ",": "Bearer a, ApiKey b" is two credentials.
+                    if !prefix.is_empty() && rest.split(',').skip(1).any(starts_a_credential) {
                         return Err(Multiple);
                     }
                     let token = rest.trim_matches(|c| c == ' ' || c == '\t');
@@ -245,6 +249,15 @@ mod tests {
             find(&[TokenSource::bearer()], &req("/", &hs)),
             Err(Multiple)
         );
+        let hs = h(&[("authorization", "Bearer a,ApiKey b")]);
+        assert_eq!(
+            find(&[TokenSource::bearer()], &req("/", &hs)),
+            Err(Multiple)
+        );
+        let hs = h(&[("authorization", "Bearer a, x = y")]);
+        assert!(find(&[TokenSource::bearer()], &req("/", &hs))
+            .unwrap()
+            .is_some());
         let hs = h(&[("authorization", "Bearer a, bearer b")]);
         assert_eq!(
             find(&[TokenSource::bearer()], &req("/", &hs)),
