@@ -87,7 +87,7 @@ run: run-deps build
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := jwt jwks config path template request
+FUZZ_TARGETS := jwt jwks config path template request hmac_header
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -269,7 +269,9 @@ mod tests {
             prefix: "HMAC ".into(),
         };
         let hs = h(&[("authorization", "HMAC client_id=\"a\",nonce=\"b\"")]);
-        assert!(find(&[hmac.clone()], &req("/", &hs)).unwrap().is_some());
+        assert!(find(std::slice::from_ref(&hmac), &req("/", &hs))
+            .unwrap()
+            .is_some());
         let hs = h(&[("authorization", "HMAC client_id=\"a\",HMAC client_id=\"b\"")]);
         assert_eq!(find(&[hmac], &req("/", &hs)), Err(Multiple));
     }

@@ -1,0 +1,10 @@
+//! The gatekeeper `Authorization: HMAC` parser and verifier: no panic on any input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(c) = trustgate::hmac_auth::parse(text) {
+        let _ = trustgate::hmac_auth::verify(&c, b"secret", "GET", "/p?q", b"body");
+    }
+});
