@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
 use trustgate::engine::{decide, NoRemoteKeys};
+use trustgate::jwks_cache::MemoryStore;
 use trustgate::request::RequestView;
 
 const NOW: i64 = 1_800_000_000;
@@ -100,8 +101,15 @@ impl Fixture {
             path,
             authority: host,
             headers: &headers,
+            body: Some(b""),
         };
-        decide(&self.policy, &view, NOW, &NoRemoteKeys)
+        decide(
+            &self.policy,
+            &view,
+            NOW,
+            &NoRemoteKeys,
+            &MemoryStore::default(),
+        )
     }
 
     fn bearer(&self, path: &str, token: &str) -> Decision {
@@ -660,9 +668,10 @@ fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
         path: "/",
         authority: "h",
         headers: &headers,
+        body: Some(b""),
     };
     assert!(matches!(
-        decide(&policy, &view, NOW, &NoRemoteKeys),
+        decide(&policy, &view, NOW, &NoRemoteKeys, &MemoryStore::default()),
         Decision::Allow(_)
     ));
 }

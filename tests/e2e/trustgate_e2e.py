@@ -182,8 +182,11 @@ class EchoUpstream:
             server_version = "echo"
 
             def _echo(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length > 0 else b""
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    body = _read_chunked(self.rfile)  # what Envoy forwards for a body sent without a length
+                else:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(length) if length > 0 else b""
                 seen = Seen(self.command, self.path, list(self.headers.items()), body)
                 with upstream._lock:
                     upstream._seen.append(seen)
@@ -746,3 +749,144 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if got or time.monotonic() >= deadline:
             return got
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------- workers, floods
+# (added for issue 4: replay protection and rate limits across worker threads, the nonce flood)
+
+
+class KeepAlive:
+    """One persistent HTTP/1.1 connection to the gateway (Envoy keeps downstream connections open), so that
+    successive requests go to the same Envoy worker thread. Same request shape as `http_request`."""
+
+    def __init__(self, port: int, timeout: float = HTTP_TIMEOUT_S) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.worker: int | None = None  # set by `connections_per_worker`
+        self.closed = False  # the last reply said `Connection: close`
+
+    def request(
+        self,
+        path: str,
+        headers: Sequence[tuple[str, str]] = (),
+        method: str = "GET",
+        body: bytes | None = None,
+        host: str = "localhost",
+    ) -> Response:
+        # http.client would silently reconnect (maybe to another worker): refuse instead
+        if self.closed:
+            raise HarnessError(f"the gateway closed this keep-alive connection (worker {self.worker}) after the last reply")
+        self.conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        self.conn.putheader("Host", host)
+        for name, value in headers:
+            self.conn.putheader(name, value)
+        if body is not None:
+            self.conn.putheader("Content-Length", str(len(body)))
+        self.conn.endheaders(body)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        self.closed = bool(resp.will_close)
+        return Response(resp.status, list(resp.getheaders()), data)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+_WORKER_CX_RE = re.compile(r"^listener\.[^:]*\.worker_(\d+)\.downstream_cx_total: (\d+)$")
+
+
+def worker_connections(envoy: "Envoy") -> dict[int, int]:
+    """Connections each worker thread of the gateway listener accepted so far (`worker_N.downstream_cx_total`)."""
+    text = envoy.admin_get("/stats?filter=" + urllib.request.quote(r"\.worker_[0-9]+\.downstream_cx_total$")) or ""
+    out: dict[int, int] = {}
+    for line in text.splitlines():
+        m = _WORKER_CX_RE.match(line.strip())
+        if m and not line.startswith("listener.admin"):
+            out[int(m.group(1))] = out.get(int(m.group(1)), 0) + int(m.group(2))
+    return out
+
+
+def connections_per_worker(
+    envoy: "Envoy", probe_path: str = "/healthz", workers: int = 2, max_tries: int = 64
+) -> dict[int, KeepAlive]:
+    """One open keep-alive connection on each of `workers` Envoy worker threads: connects, sends one request to
+    `probe_path` (a public route), and reads which worker's accepted-connection counter moved. The kernel spreads
+    new connections over the workers (SO_REUSEPORT), so a few tries find every worker. Extra connections are
+    closed. Fails (HarnessError) if a worker is never hit."""
+    found: dict[int, KeepAlive] = {}
+    for _ in range(max_tries):
+        before = worker_connections(envoy)
+        conn = KeepAlive(envoy.port)
+        resp = conn.request(probe_path)
+        if resp.status != 200:
+            conn.close()
+            raise HarnessError(f"probe {probe_path} answered {resp.describe()}")
+        after = wait_until(lambda: _moved(before, worker_connections(envoy)), timeout=2.0, interval=0.02)
+        if after is None or len(after) != 1:
+            conn.close()
+            continue
+        worker = after[0]
+        if worker in found:
+            conn.close()
+        else:
+            conn.worker = worker
+            found[worker] = conn
+        if len(found) == workers:
+            return found
+    for conn in found.values():
+        conn.close()
+    raise HarnessError(f"could not open a connection on each of {workers} workers in {max_tries} tries (got {sorted(found)})")
+
+
+def _moved(before: dict[int, int], after: dict[int, int]) -> list[int] | None:
+    moved = [w for w, n in after.items() if n != before.get(w, 0)]
+    return moved or None
+
+
+def gateway_bootstrap_direct_response(
+    *,
+    listener_port: int,
+    admin_port: int,
+    filter_config: dict | str,
+    wasm: Path,
+    routes: Sequence[tuple[str, int]] = (("/", 200),),
+) -> dict:
+    """Listener -> trustgate -> router answering by itself (`direct_response`, no upstream): for load, where a
+    Python upstream would be the bottleneck. `routes` are (path prefix, status) in order; the body is `ok`."""
+    bootstrap = gateway_bootstrap(
+        listener_port=listener_port, admin_port=admin_port, upstream_port=9, filter_config=filter_config, wasm=wasm
+    )
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["route_config"]["virtual_hosts"][0]["routes"] = [
+        {"match": {"prefix": prefix}, "direct_response": {"status": status, "body": {"inline_string": "ok"}}}
+        for prefix, status in routes
+    ]
+    return bootstrap
+
+
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of a process in KiB (Linux), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+def _read_chunked(rfile) -> bytes:
+    """An HTTP/1.1 chunked request body (RFC 9112 section 7.1), trailers skipped."""
+    body = bytearray()
+    while True:
+        size_line = rfile.readline(1024)
+        if not size_line:
+            break
+        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass
+            break
+        body += rfile.read(size)
+        rfile.readline(8)  # the CRLF after the chunk
+    return bytes(body)
