@@ -4,6 +4,7 @@
 #   make build   target/wasm32-wasip1/release/trustgate.wasm
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
+#   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
 #
@@ -27,7 +28,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz clean distclean
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz flood clean distclean
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -84,6 +85,12 @@ test: deps
 
 run: run-deps build
 	$(VENV_PY) scripts/run_demo.py
+
+# Memory under a flood of unique signed requests (1,000,000 by default; README has the latest figures).
+# Uses wrk when installed (apt-get install -y wrk), else a Python client. FLOOD_ARGS="-n 200000" for less.
+FLOOD_ARGS ?=
+flood: build py-deps envoy-venv
+	$(VENV_PY) scripts/nonce_flood.py $(FLOOD_ARGS)
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
