@@ -132,10 +132,7 @@ def send(target, method: str, path: str, body: bytes | None = None, headers=(), 
     return target.request(path, [header, *headers], method=method, body=body)
 
 
-def only_request(upstream: h.EchoUpstream) -> h.Seen:
-    seen = upstream.seen
-    assert len(seen) == 1, f"upstream saw {len(seen)} requests, want 1: {seen!r}"
-    return seen[0]
+only_request = h.only_request
 
 
 def assert_allowed(
@@ -164,16 +161,7 @@ def assert_allowed(
     return seen
 
 
-def assert_denied(resp: h.Response, upstream: h.EchoUpstream, status: int, reason: str | set[str]) -> dict:
-    assert resp.status == status, resp.describe()
-    assert upstream.seen == [], f"a denied request reached the upstream: {upstream.seen!r}"
-    assert (resp.header("content-type") or "").startswith("application/json"), resp.describe()
-    body = resp.json()
-    assert isinstance(body, dict) and isinstance(body.get("error"), str), resp.describe()
-    reasons = {reason} if isinstance(reason, str) else reason
-    assert body.get("reason") in reasons, resp.describe()
-    assert resp.header("x-trustgate-reason") == body["reason"], resp.describe()
-    return body
+assert_denied = h.assert_denied
 
 
 def assert_invalid(resp: h.Response, upstream: h.EchoUpstream, reason: str | set[str], authorization: str | None = None):

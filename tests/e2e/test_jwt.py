@@ -39,22 +39,10 @@ def assert_allowed(resp: h.Response, upstream: h.EchoUpstream, owner: str = "hum
     return seen
 
 
-def only_request(upstream: h.EchoUpstream) -> h.Seen:
-    seen = upstream.seen
-    assert len(seen) == 1, f"upstream saw {len(seen)} requests, want 1: {seen!r}"
-    return seen[0]
+only_request = h.only_request
 
 
-def assert_denied(resp: h.Response, upstream: h.EchoUpstream, status: int, reason: str | set[str] | None):
-    assert resp.status == status, resp.describe()
-    assert upstream.seen == [], f"a denied request reached the upstream: {upstream.seen!r}"
-    body = resp.json()
-    assert isinstance(body, dict) and isinstance(body.get("error"), str), resp.describe()
-    if isinstance(reason, str):
-        assert body.get("reason") == reason, resp.describe()
-    elif reason is not None:
-        assert body.get("reason") in reason, resp.describe()
-    return body
+assert_denied = h.assert_denied
 
 
 def assert_invalid_token(resp, upstream, reason, token: str | None = None):

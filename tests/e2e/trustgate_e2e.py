@@ -890,3 +890,28 @@ def _read_chunked(rfile) -> bytes:
         body += rfile.read(size)
         rfile.readline(8)  # the CRLF after the chunk
     return bytes(body)
+
+
+# ------------------------------------------------------------------------------ shared assertions
+
+
+def only_request(upstream: "EchoUpstream") -> "Seen":
+    """The one request the upstream saw (fails when it saw none or several)."""
+    seen = upstream.seen
+    assert len(seen) == 1, f"upstream saw {len(seen)} requests, want 1: {seen!r}"
+    return seen[0]
+
+
+def assert_denied(resp: "Response", upstream: "EchoUpstream", status: int, reason: "str | set[str] | None") -> dict:
+    """A reply from trustgate itself: the status, a JSON body whose `reason` is `reason` (one of a set, or any
+    when None) and matches `x-trustgate-reason`, and nothing at the upstream."""
+    assert resp.status == status, resp.describe()
+    assert upstream.seen == [], f"a denied request reached the upstream: {upstream.seen!r}"
+    assert (resp.header("content-type") or "").startswith("application/json"), resp.describe()
+    body = resp.json()
+    assert isinstance(body, dict) and isinstance(body.get("error"), str), resp.describe()
+    if reason is not None:
+        reasons = {reason} if isinstance(reason, str) else reason
+        assert body.get("reason") in reasons, resp.describe()
+    assert resp.header("x-trustgate-reason") == body.get("reason"), resp.describe()
+    return body
