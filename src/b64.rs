@@ -1,5 +1,5 @@
-//! Strict base64 decoding: the alphabets RFC 4648 §5 (url) and §4 (standard), no whitespace, canonical
-//! trailing bits. Shared by every scheme so each decodes exactly the same way.
+//! Strict text encodings of bytes: base64 in the alphabets of RFC 4648 §5 (url) and §4 (standard), no
+//! whitespace, canonical trailing bits; and hex. Shared by every scheme so each decodes exactly the same way.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -19,9 +19,35 @@ pub fn std_decode(s: &str) -> Option<Vec<u8>> {
     STANDARD.decode(s).ok()
 }
 
+/// 64 hex digits (either case) as 32 bytes.
+pub fn hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let pair = s.get(2 * i..2 * i + 2)?;
+        if !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None; // from_str_radix would take a sign
+        }
+        *slot = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex32_is_strict() {
+        let lower = "00ff".repeat(16);
+        assert_eq!(hex32(&lower).map(|b| b[1]), Some(0xff));
+        assert!(hex32(&lower.to_uppercase()).is_some());
+        assert!(hex32(&lower[..62]).is_none());
+        assert!(hex32(&format!("+f{}", &lower[2..])).is_none());
+        assert!(hex32(&"zz".repeat(32)).is_none());
+    }
 
     #[test]
     fn url_decode_is_strict() {

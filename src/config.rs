@@ -856,7 +856,7 @@ fn compile_clients(
             (ClientKind::Hmac, _, _) => {
                 return err(cpath, "expected \"secret\" (the shared secret, not empty) and no \"key_sha256\"")
             }
-            (ClientKind::ApiKey, None, Some(hex)) => match decode_hex_32(hex) {
+            (ClientKind::ApiKey, None, Some(hex)) => match crate::b64::hex32(hex.trim()) {
                 Some(d) => Secret::new(d.to_vec()),
                 None => {
                     return err(
@@ -907,18 +907,6 @@ fn compile_clients(
         });
     }
     Ok(out)
-}
-
-fn decode_hex_32(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn jwk_error_at(path: &str, e: &JwkError) -> ConfigError {

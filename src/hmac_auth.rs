@@ -31,24 +31,12 @@ pub enum ParseError {
     Malformed,
 }
 
+/// 64 lowercase hex digits: the reference compares lowercase hex strings, so uppercase never matches.
 fn lower_hex_32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, chunk) in s.as_bytes().chunks_exact(2).enumerate() {
-        let digit = |b: u8| match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            _ => None, // uppercase too: the reference compares lowercase hex strings
-        };
-        let (hi, lo) = match chunk {
-            [h, l] => (digit(*h)?, digit(*l)?),
-            _ => return None,
-        };
-        *out.get_mut(i)? = hi << 4 | lo;
-    }
-    Some(out)
+    crate::b64::hex32(s)
 }
 
 /// Parses the parameters after `HMAC ` (the scheme prefix already removed). Strict: exactly the four
