@@ -38,6 +38,7 @@ pub mod jwt;
 pub mod replay;
 pub mod request;
 pub mod rules;
+pub mod signet;
 pub mod template;
 
 #[cfg(target_arch = "wasm32")]
