@@ -65,6 +65,21 @@ enum RawProvider {
     Jwt(RawJwt),
     Hmac(RawHmac),
     ApiKey(RawApiKey),
+    Signet(RawSignet),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignet {
+    master_keys: BTreeMap<String, String>,
+    #[serde(default)]
+    purposes: Option<Vec<String>>,
+    #[serde(default)]
+    skew_s: Option<u32>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    forward: bool,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +309,18 @@ pub enum ProviderKind {
     Jwt(Box<JwtProvider>),
     Hmac(HmacProvider),
     ApiKey(ApiKeyProvider),
+    Signet(SignetProvider),
+}
+
+/// A compiled `signet` provider.
+#[derive(Debug)]
+pub struct SignetProvider {
+    /// `(name, Ed25519 public key)`, in name order.
+    pub masters: Vec<(String, [u8; 32])>,
+    /// Purposes accepted; empty: any.
+    pub purposes: Vec<String>,
+    pub skew_s: i64,
+    pub forward: bool,
 }
 
 impl ProviderKind {
@@ -303,6 +330,7 @@ impl ProviderKind {
             ProviderKind::Jwt(_) => Scheme::Bearer,
             ProviderKind::Hmac(_) => Scheme::Hmac,
             ProviderKind::ApiKey(_) => Scheme::ApiKey,
+            ProviderKind::Signet(_) => Scheme::Signet,
         }
     }
 
@@ -312,13 +340,14 @@ impl ProviderKind {
             ProviderKind::Jwt(_) => "jwt",
             ProviderKind::Hmac(_) => "hmac",
             ProviderKind::ApiKey(_) => "api_key",
+            ProviderKind::Signet(_) => "signet",
         }
     }
 
     /// The clients of a signed-request or API-key provider.
     pub fn clients(&self) -> &[Client] {
         match self {
-            ProviderKind::Jwt(_) => &[],
+            ProviderKind::Jwt(_) | ProviderKind::Signet(_) => &[],
             ProviderKind::Hmac(h) => &h.clients,
             ProviderKind::ApiKey(a) => &a.clients,
         }
@@ -768,6 +797,44 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     body,
                     max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
                     forward: h.forward,
+                }),
+                headers,
+            })
+        }
+        RawProvider::Signet(sg) => {
+            let path = format!("{path}.signet");
+            if sg.master_keys.is_empty() {
+                return err(
+                    format!("{path}.master_keys"),
+                    "expected at least one master key",
+                );
+            }
+            let mut masters = Vec::new();
+            for (kname, hex) in &sg.master_keys {
+                let key = crate::b64::hex32(hex.trim())
+                    .filter(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok())
+                    .ok_or_else(|| ConfigError {
+                        path: format!("{path}.master_keys.{kname}"),
+                        message: "expected 64 hex digits of an Ed25519 public key".into(),
+                    })?;
+                masters.push((kname.clone(), key));
+            }
+            let skew = sg.skew_s.unwrap_or(30);
+            if !(1..=3600).contains(&skew) {
+                return err(
+                    format!("{path}.skew_s"),
+                    format!("{skew} is out of range, expected 1 to 3600"),
+                );
+            }
+            let headers =
+                compile_headers(&format!("{path}.headers"), &sg.headers, &[Root::Signet])?;
+            Ok(Provider {
+                name: name.to_owned(),
+                kind: ProviderKind::Signet(SignetProvider {
+                    masters,
+                    purposes: sg.purposes.clone().unwrap_or_default(),
+                    skew_s: i64::from(skew),
+                    forward: sg.forward,
                 }),
                 headers,
             })

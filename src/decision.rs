@@ -55,11 +55,13 @@ pub enum Reason {
     ReplayStoreUnavailable,
     /// Internal: the provider needs the request body before it can decide. Never sent.
     BodyRequired,
+    /// A Signet proof's purpose is not one the provider accepts.
+    PurposeNotAllowed,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 29] = [
+    pub const ALL: [Reason; 30] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -89,6 +91,7 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::ReplayStoreUnavailable,
         Reason::BodyRequired,
+        Reason::PurposeNotAllowed,
     ];
 
     /// The stable reason code.
@@ -123,6 +126,7 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::ReplayStoreUnavailable => "replay_store_unavailable",
             Reason::BodyRequired => "body_required",
+            Reason::PurposeNotAllowed => "purpose_not_allowed",
         }
     }
 
@@ -136,7 +140,8 @@ impl Reason {
             | Reason::ClientSuspended
             | Reason::ClientRevoked
             | Reason::MethodNotAllowed
-            | Reason::RuleNotAllowed => 403,
+            | Reason::RuleNotAllowed
+            | Reason::PurposeNotAllowed => 403,
             Reason::RateLimited => 429,
             Reason::BodyTooLarge => 413,
             _ => 401,
@@ -186,6 +191,8 @@ pub enum Scheme {
     Hmac,
     /// API keys.
     ApiKey,
+    /// Signet proofs of possession.
+    Signet,
 }
 
 impl Scheme {
@@ -194,6 +201,7 @@ impl Scheme {
             Scheme::Bearer => "Bearer",
             Scheme::Hmac => "HMAC",
             Scheme::ApiKey => "ApiKey",
+            Scheme::Signet => "Signet",
         }
     }
 }

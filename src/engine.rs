@@ -17,6 +17,7 @@ use crate::jwt::{UntrustedJwt, VerifiedJwt};
 use crate::replay::{self, Rate, Replay};
 use crate::request::RequestView;
 use crate::rules::normalize_path;
+use crate::signet::{self, BindingCache, SignetError};
 use crate::template::{walk, Facts, RenderError, Root};
 use serde_json::Value;
 use sha2::Digest as _;
@@ -98,6 +99,7 @@ pub fn decide(
     now: i64,
     keys: &dyn KeyLookup,
     store: &dyn SharedStore,
+    signet_cache: &BindingCache,
 ) -> Decision {
     let path = match normalize_path(req.path) {
         Ok(p) => p,
@@ -135,6 +137,7 @@ pub fn decide(
         now,
         keys,
         store,
+        signet_cache,
     };
     match satisfy(&cx, requirement) {
         Ok(g) => allow(
@@ -192,6 +195,7 @@ struct Cx<'a> {
     now: i64,
     keys: &'a dyn KeyLookup,
     store: &'a dyn SharedStore,
+    signet_cache: &'a BindingCache,
 }
 
 fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
@@ -346,6 +350,67 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             rate(client, scope, cx)?;
             finish_client(p, client, cx, found.remove, h.forward)
         }
+        ProviderKind::Signet(sg) => {
+            let sources = [extract::TokenSource::Header {
+                name: "signet-proof".into(),
+                prefix: String::new(),
+            }];
+            let found = extract::find(&sources, cx.req)
+                .map_err(|_| Reason::MultipleCredentials)?
+                .ok_or(Reason::Missing)?;
+            let proof = signet::parse(&found.value).map_err(|_| Reason::Malformed)?;
+            let keys: Vec<[u8; 32]> = sg.masters.iter().map(|(_, k)| *k).collect();
+            let master = signet::verify(
+                &proof,
+                &keys,
+                cx.req.method,
+                cx.req.path,
+                cx.now,
+                sg.skew_s,
+                cx.signet_cache,
+            )
+            .map_err(|e| match e {
+                SignetError::Malformed => Reason::Malformed,
+                SignetError::Expired => Reason::Expired,
+                SignetError::StaleTimestamp => Reason::StaleTimestamp,
+                SignetError::BadSignature => Reason::BadSignature,
+            })?;
+            if !sg.purposes.is_empty() && !sg.purposes.contains(&proof.purpose) {
+                return Err(Reason::PurposeNotAllowed.into());
+            }
+            // Kept while the proof could still pass the ts window (never past exp): a later copy is refused
+            // by the window anyway, so the store holds no more than it must.
+            let until = proof
+                .exp
+                .min(proof.ts.saturating_add(sg.skew_s))
+                .saturating_add(1);
+            match replay::check_and_record(
+                cx.store,
+                &p.name,
+                &signet::replay_key(&proof),
+                until,
+                cx.now,
+            ) {
+                Replay::Fresh => {}
+                Replay::Replayed => return Err(Reason::Replayed.into()),
+                Replay::Full | Replay::Unavailable => {
+                    return Err(Reason::ReplayStoreUnavailable.into())
+                }
+            }
+            let facts = SignetFacts {
+                master: sg.masters.get(master).map_or("", |(n, _)| n.as_str()),
+                jti: proof.jti.iter().map(|b| format!("{b:02x}")).collect(),
+                purpose: &proof.purpose,
+                provider: &p.name,
+                rule: &cx.rule.name,
+            };
+            let mut ops = Vec::new();
+            if !sg.forward {
+                ops.push(found.remove);
+            }
+            render_headers(p, &facts, &mut ops)?;
+            Ok(ops)
+        }
         ProviderKind::ApiKey(a) => {
             let found = extract::find(&a.from, cx.req)
                 .map_err(|_| Reason::MultipleCredentials)?
@@ -394,6 +459,28 @@ fn rate(client: &Client, scope: &str, cx: &Cx<'_>) -> Result<(), Fail> {
             retry_after: Some(after),
         }),
         Rate::Unavailable => Err(Reason::ReplayStoreUnavailable.into()),
+    }
+}
+
+struct SignetFacts<'a> {
+    master: &'a str,
+    jti: String,
+    purpose: &'a str,
+    provider: &'a str,
+    rule: &'a str,
+}
+
+impl Facts for SignetFacts<'_> {
+    fn lookup(&self, root: Root, path: &[String]) -> Option<Cow<'_, Value>> {
+        let text = |s: &str| Some(Cow::Owned(Value::String(s.to_owned())));
+        match (root, path) {
+            (Root::Signet, [field]) if field == "master" => text(self.master),
+            (Root::Signet, [field]) if field == "jti" => text(&self.jti),
+            (Root::Signet, [field]) if field == "purpose" => text(self.purpose),
+            (Root::Provider, []) => text(self.provider),
+            (Root::Rule, []) => text(self.rule),
+            _ => None,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! with PATH percent-decoded and the query raw. Verification needs only the master public key.
 
 use crate::b64;
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -118,7 +118,11 @@ pub fn binding_message(epk: &[u8; 32], exp: i64, purpose: &str) -> Vec<u8> {
     let mut m = BINDING_PREFIX.to_vec();
     m.extend_from_slice(epk);
     m.extend_from_slice(&exp.to_be_bytes());
-    m.extend_from_slice(&u32::try_from(purpose.len()).unwrap_or(u32::MAX).to_be_bytes());
+    m.extend_from_slice(
+        &u32::try_from(purpose.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     m.extend_from_slice(purpose.as_bytes());
     m
 }
@@ -166,7 +170,12 @@ pub fn request_message(method: &str, raw_path: &str, ts: i64, nonce: &[u8]) -> V
 pub fn replay_key(p: &Proof) -> String {
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let d = Sha256::digest(p.sig);
-    format!("{}:{}:{}", hex(&p.jti), p.ts, hex(d.get(..8).unwrap_or_default()))
+    format!(
+        "{}:{}:{}",
+        hex(&p.jti),
+        p.ts,
+        hex(d.get(..8).unwrap_or_default())
+    )
 }
 
 fn ed25519_ok(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
@@ -179,8 +188,13 @@ fn ed25519_ok(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
 /// Bounded.
 #[derive(Default)]
 pub struct BindingCache {
-    map: RefCell<HashMap<[u8; 32], ([u8; 32], i64)>>,
+    map: RefCell<HashMap<BindingId, (MasterKey, i64)>>,
 }
+
+/// SHA-256 of `(epk, exp, pur, p)`.
+type BindingId = [u8; 32];
+/// An Ed25519 master public key.
+type MasterKey = [u8; 32];
 
 /// Entries kept at most; beyond it expired entries are dropped, then everything.
 const CACHE_MAX: usize = 4096;
@@ -198,7 +212,9 @@ impl BindingCache {
 
     fn get(&self, p: &Proof, now: i64) -> Option<[u8; 32]> {
         let map = self.map.try_borrow().ok()?;
-        map.get(&Self::key(p)).filter(|(_, exp)| now <= *exp).map(|(m, _)| *m)
+        map.get(&Self::key(p))
+            .filter(|(_, exp)| now <= *exp)
+            .map(|(m, _)| *m)
     }
 
     fn put(&self, p: &Proof, master: [u8; 32], now: i64) {
@@ -259,7 +275,11 @@ pub fn verify(
             i
         }
     };
-    if !ed25519_ok(&p.epk, &request_message(method, raw_path, p.ts, &p.nonce), &p.sig) {
+    if !ed25519_ok(
+        &p.epk,
+        &request_message(method, raw_path, p.ts, &p.nonce),
+        &p.sig,
+    ) {
         return Err(SignetError::BadSignature);
     }
     Ok(master)
@@ -276,7 +296,9 @@ mod tests {
         let epk = eph.verifying_key().to_bytes();
         let p = master.sign(&binding_message(&epk, exp, pur)).to_bytes();
         let nonce = [9u8; 16];
-        let s = eph.sign(&request_message(method, path, ts, &nonce)).to_bytes();
+        let s = eph
+            .sign(&request_message(method, path, ts, &nonce))
+            .to_bytes();
         let e = b64::url_encode;
         let header = format!(
             "v1;m=compact;jti={};s={};n={};ts={ts};epk={};p={};exp={exp};pur={pur}",
@@ -294,38 +316,92 @@ mod tests {
         let (h, master) = proof_for("GET", "/a%20b?x=%20", 100, 400, "api");
         let p = parse(&h).unwrap();
         let cache = BindingCache::default();
-        assert_eq!(verify(&p, &[[7; 32], master], "GET", "/a%20b?x=%20", 110, 30, &cache), Ok(1));
+        assert_eq!(
+            verify(
+                &p,
+                &[[7; 32], master],
+                "GET",
+                "/a%20b?x=%20",
+                110,
+                30,
+                &cache
+            ),
+            Ok(1)
+        );
         assert_eq!(cache.len(), 1);
         // Second time the binding comes from the cache; the request signature is still checked.
-        assert_eq!(verify(&p, &[[7; 32], master], "GET", "/a%20b?x=%20", 110, 30, &cache), Ok(1));
+        assert_eq!(
+            verify(
+                &p,
+                &[[7; 32], master],
+                "GET",
+                "/a%20b?x=%20",
+                110,
+                30,
+                &cache
+            ),
+            Ok(1)
+        );
         assert_eq!(
             verify(&p, &[master], "GET", "/a%20b?x=%21", 110, 30, &cache),
             Err(SignetError::BadSignature)
         );
-        assert_eq!(verify(&p, &[master], "POST", "/a%20b?x=%20", 110, 30, &cache), Err(SignetError::BadSignature));
+        assert_eq!(
+            verify(&p, &[master], "POST", "/a%20b?x=%20", 110, 30, &cache),
+            Err(SignetError::BadSignature)
+        );
         // The path is compared decoded: "/a b" is what was signed.
-        assert_eq!(verify(&p, &[master], "GET", "/a b?x=%20", 110, 30, &cache), Ok(0));
-        assert_eq!(verify(&p, &[master], "GET", "/a%20b?x=%20", 131, 30, &cache), Err(SignetError::StaleTimestamp));
-        assert_eq!(verify(&p, &[master], "GET", "/a%20b?x=%20", 401, 300, &cache), Err(SignetError::Expired));
-        assert_eq!(verify(&p, &[[7; 32]], "GET", "/a%20b?x=%20", 110, 30, &BindingCache::default()), Err(SignetError::BadSignature));
+        assert_eq!(
+            verify(&p, &[master], "GET", "/a b?x=%20", 110, 30, &cache),
+            Ok(0)
+        );
+        assert_eq!(
+            verify(&p, &[master], "GET", "/a%20b?x=%20", 131, 30, &cache),
+            Err(SignetError::StaleTimestamp)
+        );
+        assert_eq!(
+            verify(&p, &[master], "GET", "/a%20b?x=%20", 401, 300, &cache),
+            Err(SignetError::Expired)
+        );
+        assert_eq!(
+            verify(
+                &p,
+                &[[7; 32]],
+                "GET",
+                "/a%20b?x=%20",
+                110,
+                30,
+                &BindingCache::default()
+            ),
+            Err(SignetError::BadSignature)
+        );
     }
 
     #[test]
     fn parser_is_strict() {
         let (h, _) = proof_for("GET", "/", 100, 400, "api");
         assert!(parse(&h).is_ok());
-        assert!(parse(&format!("{h};cap=whatever")).is_ok(), "unknown keys are ignored");
+        assert!(
+            parse(&format!("{h};cap=whatever")).is_ok(),
+            "unknown keys are ignored"
+        );
         assert!(parse(&format!("{h};ts=100")).is_err(), "duplicate");
         assert!(parse(&h.replacen("v1;", "v2;", 1)).is_err());
         assert!(parse(&h.replace("m=compact", "m=full")).is_err());
         assert!(parse(&h.replace(";ts=100", "")).is_err());
         assert!(parse(&h.replace(";ts=100", ";ts=-1")).is_err());
         assert!(parse(&h.replace(";ts=100", ";ts=1e3")).is_err());
-        assert!(parse(&format!("{h};x={}", "a".repeat(9000))).is_err(), "over 8192 bytes");
+        assert!(
+            parse(&format!("{h};x={}", "a".repeat(9000))).is_err(),
+            "over 8192 bytes"
+        );
         let short_jti = format!("jti={}", b64::url_encode(&[5; 15]));
         let jti = format!("jti={}", b64::url_encode(&[5; 16]));
         assert!(parse(&h.replace(&jti, &short_jti)).is_err());
-        assert!(parse(&h.replace(&jti, &format!("{jti}=="))).is_err(), "padding");
+        assert!(
+            parse(&h.replace(&jti, &format!("{jti}=="))).is_err(),
+            "padding"
+        );
         assert!(parse("").is_err());
         assert!(parse("v1").is_err());
     }

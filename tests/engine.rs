@@ -17,6 +17,7 @@ use trustgate::decision::{Decision, HeaderOp, Reason};
 use trustgate::engine::{decide, NoRemoteKeys};
 use trustgate::jwks_cache::MemoryStore;
 use trustgate::request::RequestView;
+use trustgate::signet::BindingCache;
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://idp.example.com/";
@@ -109,6 +110,7 @@ impl Fixture {
             NOW,
             &NoRemoteKeys,
             &MemoryStore::default(),
+            &BindingCache::default(),
         )
     }
 
@@ -671,7 +673,14 @@ fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
         body: Some(b""),
     };
     assert!(matches!(
-        decide(&policy, &view, NOW, &NoRemoteKeys, &MemoryStore::default()),
+        decide(
+            &policy,
+            &view,
+            NOW,
+            &NoRemoteKeys,
+            &MemoryStore::default(),
+            &BindingCache::default()
+        ),
         Decision::Allow(_)
     ));
 }

@@ -17,6 +17,7 @@ use trustgate::engine::{decide, NoRemoteKeys};
 use trustgate::jwks_cache::MemoryStore;
 use trustgate::replay;
 use trustgate::request::RequestView;
+use trustgate::signet::BindingCache;
 
 const CLIENT: &str = "3f2c1a9e-0000-4000-8000-000000000001";
 const SECRET: &str = "s3cr3t-shared-secret";
@@ -78,6 +79,7 @@ fn policy() -> Policy {
 struct World {
     policy: Policy,
     store: MemoryStore,
+    cache: BindingCache,
 }
 
 impl World {
@@ -90,7 +92,11 @@ impl World {
                 replay::prepare_counter(&store, &p.name, &c.id);
             }
         }
-        World { policy, store }
+        World {
+            policy,
+            store,
+            cache: BindingCache::default(),
+        }
     }
 
     fn send(
@@ -112,7 +118,14 @@ impl World {
             headers: &headers,
             body,
         };
-        decide(&self.policy, &view, now, &NoRemoteKeys, &self.store)
+        decide(
+            &self.policy,
+            &view,
+            now,
+            &NoRemoteKeys,
+            &self.store,
+            &self.cache,
+        )
     }
 }
 
@@ -556,4 +569,181 @@ fn config_errors_name_the_client() {
         json!({"hmac": {"clients": {"a": {"secret": "s"}}, "headers": {"x-a": "${claims.sub}"}}})
     )
     .contains("not available"));
+}
+
+mod signet_provider {
+    use super::*;
+    use std::process::Command;
+
+    const SEED: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const PUBLIC: &str = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8";
+
+    fn policy() -> Policy {
+        let cfg = json!({
+            "providers": {"agents": {"signet": {
+                "master_keys": {"other": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "bots": PUBLIC},
+                "purposes": ["api-access"],
+                "headers": {"x-agent-id": "agent:${signet.master}", "x-signet-jti": "${signet.jti}", "x-purpose": "${signet.purpose}"}
+            }}},
+            "rules": [{"name": "agents", "require": "agents"}]
+        });
+        compile(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    /// A proof minted by the CLI, as users mint them.
+    fn cli(method: &str, url: &str, at: i64, purpose: &str) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+            .args([
+                "sign",
+                "signet",
+                "--master-seed",
+                SEED,
+                "--method",
+                method,
+                "--url",
+                url,
+            ])
+            .args([
+                "--at",
+                &at.to_string(),
+                "--purpose",
+                purpose,
+                "--header-only",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    #[test]
+    fn cli_proofs_verify_once_with_identity() {
+        let policy = policy();
+        let store = MemoryStore::default();
+        replay::prepare_slots(&store, "agents");
+        let cache = BindingCache::default();
+        let now = 1_800_000_000;
+        let send = |path: &str, proof: &str, method: &str, at: i64| {
+            let headers = vec![("signet-proof".to_string(), proof.to_string())];
+            let view = RequestView {
+                method,
+                path,
+                authority: "h",
+                headers: &headers,
+                body: Some(b""),
+            };
+            decide(&policy, &view, at, &NoRemoteKeys, &store, &cache)
+        };
+        let proof = cli("GET", "/repos/a%20b?q=1", now, "api-access");
+        let d = send("/repos/a%20b?q=1", &proof, "GET", now + 5);
+        assert_eq!(set(&d, "x-agent-id").as_deref(), Some("agent:bots"));
+        assert_eq!(set(&d, "x-purpose").as_deref(), Some("api-access"));
+        assert_eq!(set(&d, "x-signet-jti").map(|j| j.len()), Some(32));
+        let Decision::Allow(a) = &d else {
+            unreachable!()
+        };
+        assert!(a.ops.contains(&HeaderOp::Remove("signet-proof".into())));
+        // The same proof again: replayed. Tampered path or query, other method: bad signature.
+        assert_eq!(
+            reason(&send("/repos/a%20b?q=1", &proof, "GET", now + 6)),
+            Reason::Replayed
+        );
+        let fresh = cli("GET", "/repos/x?q=1", now, "api-access");
+        assert_eq!(
+            reason(&send("/repos/y?q=1", &fresh, "GET", now)),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            reason(&send("/repos/x?q=2", &fresh, "GET", now)),
+            Reason::BadSignature
+        );
+        assert_eq!(
+            reason(&send("/repos/x?q=1", &fresh, "POST", now)),
+            Reason::BadSignature
+        );
+        // Time: the ts window (30 s) and exp (ttl 300 s).
+        assert_eq!(
+            reason(&send("/repos/x?q=1", &fresh, "GET", now + 31)),
+            Reason::StaleTimestamp
+        );
+        assert_eq!(
+            reason(&send("/repos/x?q=1", &fresh, "GET", now + 301)),
+            Reason::Expired
+        );
+        // Another purpose: 403.
+        let other = cli("GET", "/p", now, "admin");
+        let d = send("/p", &other, "GET", now);
+        assert_eq!(reason(&d), Reason::PurposeNotAllowed);
+        // No proof: 401 with the Signet challenge.
+        let view = RequestView {
+            method: "GET",
+            path: "/p",
+            authority: "h",
+            headers: &[],
+            body: Some(b""),
+        };
+        let Decision::Deny(deny) = decide(&policy, &view, now, &NoRemoteKeys, &store, &cache)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            deny.challenges(),
+            vec!["Signet realm=\"trustgate\"".to_string()]
+        );
+        // The untampered fresh proof still passes: failures did not record it.
+        assert!(matches!(
+            send("/repos/x?q=1", &fresh, "GET", now),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn wrong_master_key_is_refused() {
+        let cfg = json!({
+            "providers": {"agents": {"signet": {"master_keys": {"other": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"}}}},
+            "rules": [{"require": "agents"}]
+        });
+        let policy = compile(cfg.to_string().as_bytes()).unwrap();
+        let store = MemoryStore::default();
+        replay::prepare_slots(&store, "agents");
+        let proof = cli("GET", "/p", 1_800_000_000, "api-access");
+        let headers = vec![("signet-proof".to_string(), proof)];
+        let view = RequestView {
+            method: "GET",
+            path: "/p",
+            authority: "h",
+            headers: &headers,
+            body: Some(b""),
+        };
+        let d = decide(
+            &policy,
+            &view,
+            1_800_000_000,
+            &NoRemoteKeys,
+            &store,
+            &BindingCache::default(),
+        );
+        assert_eq!(reason(&d), Reason::BadSignature);
+    }
+
+    #[test]
+    fn cli_public_key_matches_the_vector() {
+        let out = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+            .args(["signet", "public-key", "--master-seed", SEED])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), PUBLIC);
+        let bad = Command::new(env!("CARGO_BIN_EXE_trustgate"))
+            .args(["sign", "signet", "--master-seed", "zz", "--url", "/"])
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains("--master-seed: expected 64 hex digits")
+        );
+    }
 }

@@ -25,6 +25,7 @@ use crate::engine::{self, KeyLookup};
 use crate::jwk::Jwk;
 use crate::replay;
 use crate::request::RequestView;
+use crate::signet::BindingCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -126,6 +127,8 @@ struct Waiter {
 /// Everything one VM shares between its root context and its requests.
 struct VmState {
     policy: Rc<Policy>,
+    /// Verified Signet bindings of this VM.
+    signet_cache: BindingCache,
     metrics: Metrics,
     remotes: Vec<Remote>,
     waiters: Vec<Waiter>,
@@ -158,7 +161,14 @@ impl VmState {
             remotes: &self.remotes,
             now,
         };
-        engine::decide(&self.policy, req, now, &lookup, &HostStore)
+        engine::decide(
+            &self.policy,
+            req,
+            now,
+            &lookup,
+            &HostStore,
+            &self.signet_cache,
+        )
     }
 
     fn remote_of(&self, provider: Option<&str>) -> Option<usize> {
@@ -366,7 +376,9 @@ impl RootContext for Root {
                     }
                 }
                 // Replay slots and counters exist before any request can use them (see crate::replay).
-                ProviderKind::Hmac(_) => replay::prepare_slots(&HostStore, &p.name),
+                ProviderKind::Hmac(_) | ProviderKind::Signet(_) => {
+                    replay::prepare_slots(&HostStore, &p.name)
+                }
                 ProviderKind::ApiKey(_) => {}
             }
             for c in p.kind.clients().iter().filter(|c| c.rate_limit.is_some()) {
@@ -384,6 +396,7 @@ impl RootContext for Root {
         );
         let has_remote = !remotes.is_empty();
         self.state = Some(Rc::new(RefCell::new(VmState {
+            signet_cache: BindingCache::default(),
             metrics: Metrics::define(&policy),
             policy: Rc::new(policy),
             remotes,
