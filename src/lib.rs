@@ -32,12 +32,14 @@ pub mod decision;
 pub mod engine;
 pub mod extract;
 pub mod hmac_auth;
+pub mod httpsig;
 pub mod jwk;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod replay;
 pub mod request;
 pub mod rules;
+pub mod sfv;
 pub mod signet;
 pub mod template;
 
