@@ -66,6 +66,38 @@ enum RawProvider {
     Hmac(RawHmac),
     ApiKey(RawApiKey),
     Signet(RawSignet),
+    HttpSignature(RawHttpSignature),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpSignature {
+    keys: BTreeMap<String, RawSigKey>,
+    #[serde(default)]
+    required_components: Option<Vec<String>>,
+    #[serde(default)]
+    max_age_s: Option<u32>,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    max_body_bytes: Option<u32>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    forward: bool,
+}
+
+/// One RFC 9421 key: its algorithm and exactly one of `pem`, `jwk`, `secret` (standard base64).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigKey {
+    alg: String,
+    #[serde(default)]
+    pem: Option<String>,
+    #[serde(default)]
+    jwk: Option<Value>,
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +342,19 @@ pub enum ProviderKind {
     Hmac(HmacProvider),
     ApiKey(ApiKeyProvider),
     Signet(SignetProvider),
+    HttpSignature(HttpSignatureProvider),
+}
+
+/// A compiled `http_signature` provider (RFC 9421).
+#[derive(Debug)]
+pub struct HttpSignatureProvider {
+    /// `keyid` → key, in keyid order.
+    pub keys: Vec<(String, crate::httpsig::SigKey)>,
+    pub required_components: Vec<String>,
+    pub max_age_s: i64,
+    pub tag: Option<String>,
+    pub max_body_bytes: usize,
+    pub forward: bool,
 }
 
 /// A compiled `signet` provider.
@@ -331,6 +376,7 @@ impl ProviderKind {
             ProviderKind::Hmac(_) => Scheme::Hmac,
             ProviderKind::ApiKey(_) => Scheme::ApiKey,
             ProviderKind::Signet(_) => Scheme::Signet,
+            ProviderKind::HttpSignature(_) => Scheme::Signature,
         }
     }
 
@@ -341,13 +387,14 @@ impl ProviderKind {
             ProviderKind::Hmac(_) => "hmac",
             ProviderKind::ApiKey(_) => "api_key",
             ProviderKind::Signet(_) => "signet",
+            ProviderKind::HttpSignature(_) => "http_signature",
         }
     }
 
     /// The clients of a signed-request or API-key provider.
     pub fn clients(&self) -> &[Client] {
         match self {
-            ProviderKind::Jwt(_) | ProviderKind::Signet(_) => &[],
+            ProviderKind::Jwt(_) | ProviderKind::Signet(_) | ProviderKind::HttpSignature(_) => &[],
             ProviderKind::Hmac(h) => &h.clients,
             ProviderKind::ApiKey(a) => &a.clients,
         }
@@ -415,6 +462,7 @@ impl Policy {
             .iter()
             .filter_map(|p| match &p.kind {
                 ProviderKind::Hmac(h) if h.body == BodyMode::Signed => Some(h.max_body_bytes),
+                ProviderKind::HttpSignature(s) => Some(s.max_body_bytes),
                 _ => None,
             })
             .max()
@@ -801,6 +849,57 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                 headers,
             })
         }
+        RawProvider::HttpSignature(hs) => {
+            let path = format!("{path}.http_signature");
+            if hs.keys.is_empty() {
+                return err(format!("{path}.keys"), "expected at least one key");
+            }
+            let mut keys = Vec::new();
+            for (keyid, k) in &hs.keys {
+                keys.push((
+                    keyid.clone(),
+                    compile_sig_key(&format!("{path}.keys.{keyid}"), k)?,
+                ));
+            }
+            let required = match &hs.required_components {
+                None => vec![
+                    "@method".to_owned(),
+                    "@authority".to_owned(),
+                    "@path".to_owned(),
+                ],
+                Some(list) => {
+                    for (i, c) in list.iter().enumerate() {
+                        if !crate::httpsig::is_component_identifier(c) {
+                            return err(
+                                format!("{path}.required_components[{i}]"),
+                                format!("{c:?} is not a component identifier, expected e.g. \"@method\", \"content-digest\" or \"\\\"@query-param\\\";name=\\\"id\\\"\""),
+                            );
+                        }
+                    }
+                    list.clone()
+                }
+            };
+            let max_body = hs.max_body_bytes.unwrap_or(1 << 20);
+            if max_body > 64 << 20 {
+                return err(
+                    format!("{path}.max_body_bytes"),
+                    "expected at most 67108864 (the body is buffered in the proxy)",
+                );
+            }
+            let headers = compile_headers(&format!("{path}.headers"), &hs.headers, &[Root::Key])?;
+            Ok(Provider {
+                name: name.to_owned(),
+                kind: ProviderKind::HttpSignature(HttpSignatureProvider {
+                    keys,
+                    required_components: required,
+                    max_age_s: i64::from(hs.max_age_s.unwrap_or(300)),
+                    tag: hs.tag.clone(),
+                    max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                    forward: hs.forward,
+                }),
+                headers,
+            })
+        }
         RawProvider::Signet(sg) => {
             let path = format!("{path}.signet");
             if sg.master_keys.is_empty() {
@@ -862,6 +961,65 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
             })
         }
     }
+}
+
+fn compile_sig_key(path: &str, k: &RawSigKey) -> Result<crate::httpsig::SigKey, ConfigError> {
+    use crate::httpsig::{SigAlg, SigKey};
+    let Some(alg) = SigAlg::from_name(&k.alg) else {
+        return err(
+            format!("{path}.alg"),
+            format!(
+                "{:?} is not supported, expected hmac-sha256, ed25519, ecdsa-p256-sha256, rsa-pss-sha512 or rsa-v1_5-sha256",
+                k.alg
+            ),
+        );
+    };
+    let key = match (&k.pem, &k.jwk, &k.secret) {
+        (Some(pem), None, None) => {
+            let mut keys = VerifyKey::from_pem(pem).map_err(|e| ConfigError {
+                path: format!("{path}.pem"),
+                message: e.to_string(),
+            })?;
+            if keys.len() != 1 {
+                return err(format!("{path}.pem"), "expected exactly one public key");
+            }
+            keys.pop().ok_or_else(|| ConfigError {
+                path: format!("{path}.pem"),
+                message: "expected a key".into(),
+            })?
+        }
+        (None, Some(jwk), None) => {
+            let j = Jwk::from_value(jwk).map_err(|e| jwk_error_at(&format!("{path}.jwk"), &e))?;
+            if j.alg.is_some_and(|a| a != alg.jws()) {
+                return err(
+                    format!("{path}.jwk.alg"),
+                    format!("the JWK's alg does not match {:?}", k.alg),
+                );
+            }
+            j.key
+        }
+        (None, None, Some(secret)) => {
+            let bytes = crate::b64::std_decode(secret.trim()).ok_or_else(|| ConfigError {
+                path: format!("{path}.secret"),
+                message: "expected standard base64 (with padding)".into(),
+            })?;
+            VerifyKey::secret(bytes).map_err(|e| ConfigError {
+                path: format!("{path}.secret"),
+                message: e.to_string(),
+            })?
+        }
+        _ => {
+            return err(
+                path,
+                "expected exactly one of \"pem\", \"jwk\" or \"secret\"",
+            )
+        }
+    };
+    let kind = key.kind();
+    SigKey::new(alg, key).ok_or_else(|| ConfigError {
+        path: format!("{path}.alg"),
+        message: format!("{} cannot be used with a {kind} key", k.alg),
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -57,11 +57,19 @@ pub enum Reason {
     BodyRequired,
     /// A Signet proof's purpose is not one the provider accepts.
     PurposeNotAllowed,
+    /// An RFC 9421 `keyid` the provider does not know.
+    UnknownKey,
+    /// A component the provider requires is not covered by the signature, or not in the request.
+    MissingComponent,
+    /// The signature's `tag` is not the provider's.
+    TagMismatch,
+    /// `Content-Digest` does not match the body.
+    DigestMismatch,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 34] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -92,6 +100,10 @@ impl Reason {
         Reason::ReplayStoreUnavailable,
         Reason::BodyRequired,
         Reason::PurposeNotAllowed,
+        Reason::UnknownKey,
+        Reason::MissingComponent,
+        Reason::TagMismatch,
+        Reason::DigestMismatch,
     ];
 
     /// The stable reason code.
@@ -127,6 +139,10 @@ impl Reason {
             Reason::ReplayStoreUnavailable => "replay_store_unavailable",
             Reason::BodyRequired => "body_required",
             Reason::PurposeNotAllowed => "purpose_not_allowed",
+            Reason::UnknownKey => "unknown_key",
+            Reason::MissingComponent => "missing_component",
+            Reason::TagMismatch => "tag_mismatch",
+            Reason::DigestMismatch => "digest_mismatch",
         }
     }
 
@@ -193,6 +209,8 @@ pub enum Scheme {
     ApiKey,
     /// Signet proofs of possession.
     Signet,
+    /// RFC 9421 HTTP Message Signatures.
+    Signature,
 }
 
 impl Scheme {
@@ -202,6 +220,7 @@ impl Scheme {
             Scheme::Hmac => "HMAC",
             Scheme::ApiKey => "ApiKey",
             Scheme::Signet => "Signet",
+            Scheme::Signature => "Signature",
         }
     }
 }

@@ -350,6 +350,84 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             rate(client, scope, cx)?;
             finish_client(p, client, cx, found.remove, h.forward)
         }
+        ProviderKind::HttpSignature(hs) => {
+            use crate::httpsig::{self, HttpSigError};
+            if !cx.req.has_header("signature-input") && !cx.req.has_header("signature") {
+                return Err(Reason::Missing.into());
+            }
+            let request = httpsig::Request {
+                method: cx.req.method,
+                scheme: cx.req.header_values(":scheme").next().unwrap_or("https"),
+                authority: cx.req.authority,
+                path: cx.req.path,
+                headers: cx.req.headers,
+                body: cx.req.body,
+            };
+            let policy = httpsig::Policy {
+                required: &hs.required_components,
+                max_age_s: hs.max_age_s,
+                tag: hs.tag.as_deref(),
+                now: cx.now,
+            };
+            let lookup = |id: &str| hs.keys.iter().find(|(k, _)| k == id).map(|(_, key)| key);
+            let v = httpsig::verify(&request, &lookup, &policy).map_err(|e| match e {
+                HttpSigError::Missing => Reason::Missing,
+                HttpSigError::Malformed => Reason::Malformed,
+                HttpSigError::UnknownKey => Reason::UnknownKey,
+                HttpSigError::AlgMismatch => Reason::AlgNotAllowed,
+                HttpSigError::MissingComponent => Reason::MissingComponent,
+                HttpSigError::Expired => Reason::Expired,
+                HttpSigError::TooOld => Reason::StaleTimestamp,
+                HttpSigError::CreatedInFuture => Reason::NotYetValid,
+                HttpSigError::TagMismatch => Reason::TagMismatch,
+                HttpSigError::BadSignature => Reason::BadSignature,
+                HttpSigError::DigestMismatch => Reason::DigestMismatch,
+                HttpSigError::BodyRequired => {
+                    if cx.req.body.is_none() {
+                        Reason::BodyRequired
+                    } else {
+                        Reason::DigestMismatch
+                    }
+                }
+            })?;
+            if cx.req.body.is_some_and(|b| b.len() > hs.max_body_bytes) {
+                return Err(Reason::BodyTooLarge.into());
+            }
+            if let Some(nonce) = &v.nonce {
+                // Kept while this signature could still pass: until `expires`, or `created + max_age_s`.
+                let until = match (v.expires, v.created) {
+                    (Some(e), _) => e,
+                    (None, Some(c)) if hs.max_age_s > 0 => c.saturating_add(hs.max_age_s),
+                    _ => cx.now.saturating_add(86_400),
+                };
+                let id = format!("{}:{nonce}", v.keyid);
+                match replay::check_and_record(
+                    cx.store,
+                    &p.name,
+                    &id,
+                    until.saturating_add(1),
+                    cx.now,
+                ) {
+                    Replay::Fresh => {}
+                    Replay::Replayed => return Err(Reason::Replayed.into()),
+                    Replay::Full | Replay::Unavailable => {
+                        return Err(Reason::ReplayStoreUnavailable.into())
+                    }
+                }
+            }
+            let facts = KeyFacts {
+                keyid: &v.keyid,
+                provider: &p.name,
+                rule: &cx.rule.name,
+            };
+            let mut ops = Vec::new();
+            if !hs.forward {
+                ops.push(HeaderOp::Remove("signature".into()));
+                ops.push(HeaderOp::Remove("signature-input".into()));
+            }
+            render_headers(p, &facts, &mut ops)?;
+            Ok(ops)
+        }
         ProviderKind::Signet(sg) => {
             let sources = [extract::TokenSource::Header {
                 name: "signet-proof".into(),
@@ -459,6 +537,24 @@ fn rate(client: &Client, scope: &str, cx: &Cx<'_>) -> Result<(), Fail> {
             retry_after: Some(after),
         }),
         Rate::Unavailable => Err(Reason::ReplayStoreUnavailable.into()),
+    }
+}
+
+struct KeyFacts<'a> {
+    keyid: &'a str,
+    provider: &'a str,
+    rule: &'a str,
+}
+
+impl Facts for KeyFacts<'_> {
+    fn lookup(&self, root: Root, path: &[String]) -> Option<Cow<'_, Value>> {
+        let text = |s: &str| Some(Cow::Owned(Value::String(s.to_owned())));
+        match (root, path) {
+            (Root::Key, [field]) if field == "id" => text(self.keyid),
+            (Root::Provider, []) => text(self.provider),
+            (Root::Rule, []) => text(self.rule),
+            _ => None,
+        }
     }
 }
 

@@ -376,9 +376,9 @@ impl RootContext for Root {
                     }
                 }
                 // Replay slots and counters exist before any request can use them (see crate::replay).
-                ProviderKind::Hmac(_) | ProviderKind::Signet(_) => {
-                    replay::prepare_slots(&HostStore, &p.name)
-                }
+                ProviderKind::Hmac(_)
+                | ProviderKind::Signet(_)
+                | ProviderKind::HttpSignature(_) => replay::prepare_slots(&HostStore, &p.name),
                 ProviderKind::ApiKey(_) => {}
             }
             for c in p.kind.clients().iter().filter(|c| c.rate_limit.is_some()) {
