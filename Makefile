@@ -94,7 +94,7 @@ flood: build py-deps envoy-venv
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := jwt jwks config path template request hmac_header
+FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
