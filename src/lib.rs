@@ -8,7 +8,13 @@
 //! - [`rules`]: path normalization, host/path/method matching.
 //! - [`extract`]: finding a provider's credential (header, query, cookie) and removing it.
 //! - [`jwt`]: JWS compact parsing and claim checks; [`jwk`]: JWK / JWK Set decoding.
-//! - [`crypto`]: the algorithms and [`crypto::verify`], the one place that calls crypto crates.
+//! - [`jwks_cache`]: remote key sets (shared record, lease, TTL, backoff, OIDC discovery).
+//! - [`hmac_auth`]: gatekeeper `Authorization: HMAC` signed requests.
+//! - [`signet`]: Signet proofs of possession (Ed25519 master → ephemeral key).
+//! - [`httpsig`]: RFC 9421 HTTP Message Signatures; [`sfv`]: RFC 8941 structured fields.
+//! - [`replay`]: the bounded process-wide replay store and rate-limit counters.
+//! - [`crypto`]: the algorithms and [`crypto::verify`], the one place that calls signature crates.
+//! - [`b64`]: strict base64 and hex.
 //! - [`template`]: identity header templates (`${claims.sub}`).
 //! - [`engine`]: [`engine::decide`], the decision for one request.
 //! - [`decision`]: [`decision::Decision`], reason codes, statuses and challenges.
