@@ -309,11 +309,7 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
                 BodyMode::Empty => &[],
                 BodyMode::Signed => {
                     // A declared length over the limit is refused before a byte is buffered.
-                    let declared = cx.req.header_values("content-length").next();
-                    if declared
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .is_some_and(|n| n > h.max_body_bytes)
-                    {
+                    if declared_length(cx.req).is_some_and(|n| n > h.max_body_bytes) {
                         return Err(Reason::BodyTooLarge.into());
                     }
                     let b = cx.req.body.ok_or(Reason::BodyRequired)?;
@@ -382,13 +378,14 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
                 HttpSigError::TagMismatch => Reason::TagMismatch,
                 HttpSigError::BadSignature => Reason::BadSignature,
                 HttpSigError::DigestMismatch => Reason::DigestMismatch,
-                HttpSigError::BodyRequired => {
-                    if cx.req.body.is_none() {
-                        Reason::BodyRequired
-                    } else {
-                        Reason::DigestMismatch
-                    }
+                HttpSigError::BodyRequired if cx.req.body.is_some() => Reason::DigestMismatch,
+                // The body is signed: a declared length over the limit is refused before a byte is buffered.
+                HttpSigError::BodyRequired
+                    if declared_length(cx.req).is_some_and(|n| n > hs.max_body_bytes) =>
+                {
+                    Reason::BodyTooLarge
                 }
+                HttpSigError::BodyRequired => Reason::BodyRequired,
             })?;
             if cx.req.body.is_some_and(|b| b.len() > hs.max_body_bytes) {
                 return Err(Reason::BodyTooLarge.into());
@@ -507,6 +504,15 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             finish_client(p, client, cx, found.remove, a.forward)
         }
     }
+}
+
+/// The request's `Content-Length`, when it declares one.
+fn declared_length(req: &RequestView<'_>) -> Option<usize> {
+    req.header_values("content-length")
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Status, method and rule permissions of a verified client.

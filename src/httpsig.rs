@@ -22,8 +22,8 @@
 //! Derived components (§2.2): `@method`, `@target-uri`, `@authority`, `@scheme`, `@request-target`, `@path`,
 //! `@query`, `@query-param;name="…"`. Not: `@status` (responses only) and the `;req` parameter (signatures of a
 //! response bound to its request), which make the label malformed. Fields (§2.1): lowercase names, instances
-//! trimmed and joined with `", "`, with `;sf`, `;key="…"` or `;bs`; not `;tr` (trailers). `@authority` (and the
-//! authority inside `@target-uri`) is lowercased without the scheme's default port; `@path` and `@query` are raw
+//! trimmed and joined with `", "`, with `;sf`, `;key="…"` or `;bs`; not `;tr` (trailers). `@authority` is
+//! lowercased without the scheme's default port (§2.2.3); inside `@target-uri` the authority is as sent; `@path` and `@query` are raw
 //! (not decoded, not normalized), `@query` is `?` without a query. The `@signature-params` line is the RFC 8941
 //! re-serialization of the parsed inner list (identical to the sent bytes for any canonically written input).
 //!
@@ -650,10 +650,12 @@ fn component_value<'a>(req: &Request<'a>, kind: Kind<'_>) -> Result<Cow<'a, str>
         Kind::Method => Cow::Borrowed(req.method),
         Kind::Scheme => Cow::Owned(req.scheme.to_ascii_lowercase()),
         Kind::Authority => Cow::Owned(normalized_authority(req.scheme, req.authority)),
+        // §2.2.2 gives the target URI as the client formed it; only `@authority` (§2.2.3) is normalized.
+        // Clients (e.g. the http-message-signatures library) sign the authority as sent, so it stays raw.
         Kind::TargetUri => Cow::Owned(format!(
             "{}://{}{}",
             req.scheme.to_ascii_lowercase(),
-            normalized_authority(req.scheme, req.authority),
+            req.authority,
             request_target(req)
         )),
         Kind::RequestTarget => Cow::Borrowed(request_target(req)),
