@@ -19,6 +19,7 @@ use crate::request::RequestView;
 use crate::rules::normalize_path;
 use crate::signet::{self, BindingCache, SignetError};
 use crate::template::{walk, Facts, RenderError, Root};
+use crate::token_cache::{self, TokenCache};
 use serde_json::Value;
 use sha2::Digest as _;
 use std::borrow::Cow;
@@ -27,17 +28,27 @@ use subtle::ConstantTimeEq as _;
 
 /// The current keys of providers whose keys are fetched at run time (the host's per-VM cache).
 pub trait KeyLookup {
-    /// The usable keys of provider `index`, or `None` while none are (→ 503 `keys_unavailable`).
-    fn remote_keys(&self, index: usize) -> Option<Rc<[Jwk]>>;
+    /// The usable keys of provider `index` and their version, or `None` while none are (→ 503
+    /// `keys_unavailable`).
+    fn remote_keys(&self, index: usize) -> Option<(Rc<[Jwk]>, u64)>;
 }
 
 /// For policies without remote key sets (tests, the CLI): no remote keys are ever available.
 pub struct NoRemoteKeys;
 
 impl KeyLookup for NoRemoteKeys {
-    fn remote_keys(&self, _index: usize) -> Option<Rc<[Jwk]>> {
+    fn remote_keys(&self, _index: usize) -> Option<(Rc<[Jwk]>, u64)> {
         None
     }
+}
+
+/// The per-VM caches a decision may use and fill.
+#[derive(Default)]
+pub struct Caches {
+    /// Verified Signet bindings.
+    pub signet: BindingCache,
+    /// Verified JWTs.
+    pub tokens: TokenCache,
 }
 
 /// A satisfied requirement: identity headers and credential removals.
@@ -99,7 +110,7 @@ pub fn decide(
     now: i64,
     keys: &dyn KeyLookup,
     store: &dyn SharedStore,
-    signet_cache: &BindingCache,
+    caches: &Caches,
 ) -> Decision {
     let path = match normalize_path(req.path) {
         Ok(p) => p,
@@ -137,7 +148,7 @@ pub fn decide(
         now,
         keys,
         store,
-        signet_cache,
+        caches,
     };
     match satisfy(&cx, requirement) {
         Ok(g) => allow(
@@ -195,7 +206,7 @@ struct Cx<'a> {
     now: i64,
     keys: &'a dyn KeyLookup,
     store: &'a dyn SharedStore,
-    signet_cache: &'a BindingCache,
+    caches: &'a Caches,
 }
 
 fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
@@ -265,16 +276,31 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             let found = extract::find(&j.from, cx.req)
                 .map_err(|_| Reason::MultipleCredentials)?
                 .ok_or(Reason::Missing)?;
-            let token = UntrustedJwt::parse(&found.value).map_err(Reason::from)?;
             let remote;
-            let keys: &[Jwk] = match &j.keys {
-                KeySource::Static(k) => k,
+            let (keys, version): (&[Jwk], u64) = match &j.keys {
+                KeySource::Static(k) => (k, 0),
                 KeySource::Remote(_) => {
                     remote = cx.keys.remote_keys(index).ok_or(Reason::KeysUnavailable)?;
-                    &remote
+                    (&remote.0, remote.1)
                 }
             };
-            let verified = j.rules.verify(&token, keys, cx.now).map_err(Reason::from)?;
+            // A token verified before by this provider with these keys: its claims are checked again, its
+            // signature is not.
+            let cache_key = token_cache::key(index, &found.value);
+            let verified = match cx.caches.tokens.get(&cache_key, version) {
+                Some(hit) => {
+                    j.rules.recheck(&hit, cx.now).map_err(Reason::from)?;
+                    hit
+                }
+                None => {
+                    let token = UntrustedJwt::parse(&found.value).map_err(Reason::from)?;
+                    let fresh = j.rules.verify(&token, keys, cx.now).map_err(Reason::from)?;
+                    cx.caches
+                        .tokens
+                        .put(cache_key, fresh.clone(), version, cx.now);
+                    Rc::new(fresh)
+                }
+            };
             let facts = JwtFacts {
                 jwt: &verified,
                 provider: &p.name,
@@ -442,7 +468,7 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
                 cx.req.path,
                 cx.now,
                 sg.skew_s,
-                cx.signet_cache,
+                &cx.caches.signet,
             )
             .map_err(|e| match e {
                 SignetError::Malformed => Reason::Malformed,

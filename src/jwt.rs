@@ -223,10 +223,32 @@ impl JwtRules {
         keys: &[Jwk],
         now: i64,
     ) -> Result<VerifiedJwt, JwtError> {
-        let alg = Alg::from_name(&token.alg)
+        let (alg, exp) = self.check_claims(&token.alg, &token.claims, now)?;
+        verify_signature(token, alg, keys)?;
+        Ok(VerifiedJwt {
+            claims: token.claims.clone(),
+            alg,
+            exp,
+        })
+    }
+
+    /// Checks a token verified earlier (by these rules, with keys of the current version) again at `now`:
+    /// everything but the signature. What a cached token must still pass.
+    pub fn recheck(&self, jwt: &VerifiedJwt, now: i64) -> Result<(), JwtError> {
+        self.check_claims(jwt.alg.name(), &jwt.claims, now)
+            .map(|_| ())
+    }
+
+    /// The algorithm (allowed by these rules) and every claim check at `now`; `exp` when present.
+    fn check_claims(
+        &self,
+        alg: &str,
+        claims: &Map<String, Value>,
+        now: i64,
+    ) -> Result<(Alg, Option<i64>), JwtError> {
+        let alg = Alg::from_name(alg)
             .filter(|a| self.algorithms.contains(a))
             .ok_or(JwtError::AlgNotAllowed)?;
-        let claims = &token.claims;
 
         if let Some(want) = &self.issuer {
             if claims.get("iss").and_then(Value::as_str) != Some(want.as_str()) {
@@ -270,13 +292,7 @@ impl JwtRules {
                 return Err(JwtError::WrongAudience);
             }
         }
-
-        verify_signature(token, alg, keys)?;
-        Ok(VerifiedJwt {
-            claims: token.claims.clone(),
-            alg,
-            exp,
-        })
+        Ok((alg, exp))
     }
 }
 

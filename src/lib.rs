@@ -13,6 +13,7 @@
 //! - [`signet`]: Signet proofs of possession (Ed25519 master → ephemeral key).
 //! - [`httpsig`]: RFC 9421 HTTP Message Signatures; [`sfv`]: RFC 8941 structured fields.
 //! - [`replay`]: the bounded process-wide replay store and rate-limit counters.
+//! - [`token_cache`]: verified JWTs per VM, tied to provider and key-set version.
 //! - [`crypto`]: the algorithms and [`crypto::verify`], the one place that calls signature crates.
 //! - [`b64`]: strict base64 and hex.
 //! - [`template`]: identity header templates (`${claims.sub}`).
@@ -48,6 +49,7 @@ pub mod rules;
 pub mod sfv;
 pub mod signet;
 pub mod template;
+pub mod token_cache;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -14,10 +14,10 @@ use mint::{b64, hs256, rsa_public_pem, Keys};
 use serde_json::{json, Value};
 use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
+use trustgate::engine::Caches;
 use trustgate::engine::{decide, NoRemoteKeys};
 use trustgate::jwks_cache::MemoryStore;
 use trustgate::request::RequestView;
-use trustgate::signet::BindingCache;
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://idp.example.com/";
@@ -110,7 +110,7 @@ impl Fixture {
             NOW,
             &NoRemoteKeys,
             &MemoryStore::default(),
-            &BindingCache::default(),
+            &Caches::default(),
         )
     }
 
@@ -679,8 +679,194 @@ fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
             NOW,
             &NoRemoteKeys,
             &MemoryStore::default(),
-            &BindingCache::default()
+            &Caches::default()
         ),
         Decision::Allow(_)
     ));
+}
+
+mod token_cache {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use trustgate::engine::KeyLookup;
+    use trustgate::jwk::{parse_jwks, Jwk};
+
+    /// A remote key set the test rotates: (keys, version).
+    struct Rotating(RefCell<(Rc<[Jwk]>, u64)>);
+
+    impl KeyLookup for Rotating {
+        fn remote_keys(&self, _index: usize) -> Option<(Rc<[Jwk]>, u64)> {
+            Some(self.0.borrow().clone())
+        }
+    }
+
+    fn jwks_of(keys: &Keys, kids: &[&str]) -> Rc<[Jwk]> {
+        let mut all = keys.jwks();
+        all["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| kids.contains(&k["kid"].as_str().unwrap()));
+        parse_jwks(&all.to_string()).unwrap().keys.into()
+    }
+
+    fn run(
+        policy: &Policy,
+        lookup: &dyn KeyLookup,
+        caches: &Caches,
+        path: &str,
+        token: &str,
+        now: i64,
+    ) -> Decision {
+        let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+        let view = RequestView {
+            method: "GET",
+            path,
+            authority: "h",
+            headers: &headers,
+            body: Some(b""),
+        };
+        decide(policy, &view, now, lookup, &MemoryStore::default(), caches)
+    }
+
+    #[test]
+    fn a_cached_token_expires_on_time() {
+        let f = Fixture::new();
+        let caches = Caches::default();
+        let t = f.token("ES256", "es", Fixture::good_claims()); // exp = NOW + 600, skew 60
+        assert!(matches!(
+            run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+        assert_eq!(caches.tokens.len(), 1);
+        assert!(matches!(
+            run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW + 660),
+            Decision::Allow(_)
+        ));
+        assert_eq!(
+            reason(&run(
+                &f.policy,
+                &NoRemoteKeys,
+                &caches,
+                "/api/x",
+                &t,
+                NOW + 661
+            )),
+            Reason::Expired
+        );
+        // nbf is checked again too: a cached token is never valid before it was.
+        let mut c = Fixture::good_claims();
+        c["nbf"] = json!(NOW);
+        let t = f.token("ES256", "es", c);
+        assert!(matches!(
+            run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+        assert_eq!(
+            reason(&run(
+                &f.policy,
+                &NoRemoteKeys,
+                &caches,
+                "/api/x",
+                &t,
+                NOW - 61
+            )),
+            Reason::NotYetValid
+        );
+    }
+
+    #[test]
+    fn a_rotated_out_key_does_not_keep_a_cached_token_alive() {
+        let keys = Keys::new();
+        let cfg = json!({
+            "providers": {"idp": {"jwt": {"issuer": ISS, "keys": {"remote": {"cluster": "c", "authority": "a", "path": "/j"}}}}},
+            "rules": [{"require": "idp"}]
+        });
+        let policy = compile(cfg.to_string().as_bytes()).unwrap();
+        let lookup = Rotating(RefCell::new((jwks_of(&keys, &["es", "rs"]), 1)));
+        let caches = Caches::default();
+        let t = keys.mint(
+            &json!({"alg": "ES256", "kid": "es"}),
+            &Fixture::good_claims(),
+        );
+        assert!(matches!(
+            run(&policy, &lookup, &caches, "/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            run(&policy, &lookup, &caches, "/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+        // The IdP drops "es": version 2 has only "rs". The cached token must not pass.
+        *lookup.0.borrow_mut() = (jwks_of(&keys, &["rs"]), 2);
+        assert_eq!(
+            reason(&run(&policy, &lookup, &caches, "/x", &t, NOW)),
+            Reason::UnknownKid
+        );
+        // A new version holding the same key again verifies anew.
+        *lookup.0.borrow_mut() = (jwks_of(&keys, &["es"]), 3);
+        assert!(matches!(
+            run(&policy, &lookup, &caches, "/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn a_token_cached_for_one_provider_is_not_accepted_by_another() {
+        let keys = Keys::new();
+        let cfg = json!({
+            "providers": {
+                "a": {"jwt": {"issuer": ISS, "audiences": ["api"], "keys": {"jwks": keys.jwks()}}},
+                "b": {"jwt": {"issuer": ISS, "audiences": ["other-api"], "keys": {"jwks": keys.jwks()}}}
+            },
+            "rules": [
+                {"name": "a", "match": {"path_prefix": "/a/"}, "require": "a"},
+                {"name": "b", "match": {"path_prefix": "/b/"}, "require": "b"}
+            ]
+        });
+        let policy = compile(cfg.to_string().as_bytes()).unwrap();
+        let caches = Caches::default();
+        let t = keys.mint(
+            &json!({"alg": "ES256", "kid": "es"}),
+            &Fixture::good_claims(),
+        ); // aud "api"
+        assert!(matches!(
+            run(&policy, &NoRemoteKeys, &caches, "/a/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+        assert_eq!(
+            reason(&run(&policy, &NoRemoteKeys, &caches, "/b/x", &t, NOW)),
+            Reason::WrongAudience
+        );
+        // And an invalid token is never cached: it fails every time, the same way.
+        // The same header and signature over another payload.
+        let (h, rest) = t.split_once('.').unwrap();
+        let sig = rest.split_once('.').unwrap().1;
+        let mut c = Fixture::good_claims();
+        c["sub"] = json!("root");
+        let bad = format!("{h}.{}.{sig}", b64(c.to_string().as_bytes()));
+        for _ in 0..2 {
+            assert_eq!(
+                reason(&run(&policy, &NoRemoteKeys, &caches, "/a/x", &bad, NOW)),
+                Reason::BadSignature
+            );
+        }
+        assert_eq!(caches.tokens.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let f = Fixture::new();
+        let caches = Caches::default();
+        for i in 0..(trustgate::token_cache::MAX_ENTRIES + 10) {
+            let mut c = Fixture::good_claims();
+            c["jti"] = json!(i.to_string());
+            let t = f.keys.mint(&json!({"alg": "HS256", "kid": "hs"}), &c);
+            assert!(matches!(
+                run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),
+                Decision::Allow(_)
+            ));
+        }
+        assert!(caches.tokens.len() <= trustgate::token_cache::MAX_ENTRIES);
+    }
 }

@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
+use trustgate::engine::Caches;
 use trustgate::engine::{decide, NoRemoteKeys};
 use trustgate::jwks_cache::MemoryStore;
 use trustgate::replay;
 use trustgate::request::RequestView;
-use trustgate::signet::BindingCache;
 
 const CLIENT: &str = "3f2c1a9e-0000-4000-8000-000000000001";
 const SECRET: &str = "s3cr3t-shared-secret";
@@ -79,7 +79,7 @@ fn policy() -> Policy {
 struct World {
     policy: Policy,
     store: MemoryStore,
-    cache: BindingCache,
+    cache: Caches,
 }
 
 impl World {
@@ -95,7 +95,7 @@ impl World {
         World {
             policy,
             store,
-            cache: BindingCache::default(),
+            cache: Caches::default(),
         }
     }
 
@@ -625,7 +625,7 @@ mod signet_provider {
         let policy = policy();
         let store = MemoryStore::default();
         replay::prepare_slots(&store, "agents");
-        let cache = BindingCache::default();
+        let cache = Caches::default();
         let now = 1_800_000_000;
         let send = |path: &str, proof: &str, method: &str, at: i64| {
             let headers = vec![("signet-proof".to_string(), proof.to_string())];
@@ -725,7 +725,7 @@ mod signet_provider {
             1_800_000_000,
             &NoRemoteKeys,
             &store,
-            &BindingCache::default(),
+            &Caches::default(),
         );
         assert_eq!(reason(&d), Reason::BadSignature);
     }
@@ -805,7 +805,7 @@ mod http_signature_provider {
         let policy = policy();
         let store = MemoryStore::default();
         replay::prepare_slots(&store, "partners");
-        let cache = BindingCache::default();
+        let cache = Caches::default();
         let now = 1_800_000_000;
         let send =
             |method: &str, path: &str, headers: &[(String, String)], body: &[u8], at: i64| {

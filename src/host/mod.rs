@@ -21,11 +21,10 @@ mod store;
 
 use crate::config::{self, KeySource, Policy, ProviderKind};
 use crate::decision::{Decision, Deny, HeaderOp, Reason};
-use crate::engine::{self, KeyLookup};
+use crate::engine::{self, Caches, KeyLookup};
 use crate::jwk::Jwk;
 use crate::replay;
 use crate::request::RequestView;
-use crate::signet::BindingCache;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -127,8 +126,8 @@ struct Waiter {
 /// Everything one VM shares between its root context and its requests.
 struct VmState {
     policy: Rc<Policy>,
-    /// Verified Signet bindings of this VM.
-    signet_cache: BindingCache,
+    /// Verified Signet bindings and JWTs of this VM.
+    caches: Caches,
     metrics: Metrics,
     remotes: Vec<Remote>,
     waiters: Vec<Waiter>,
@@ -140,11 +139,9 @@ struct Lookup<'a> {
 }
 
 impl KeyLookup for Lookup<'_> {
-    fn remote_keys(&self, index: usize) -> Option<Rc<[Jwk]>> {
-        self.remotes
-            .iter()
-            .find(|r| r.provider == index)?
-            .keys(self.now)
+    fn remote_keys(&self, index: usize) -> Option<(Rc<[Jwk]>, u64)> {
+        let r = self.remotes.iter().find(|r| r.provider == index)?;
+        Some((r.keys(self.now)?, r.version()))
     }
 }
 
@@ -161,14 +158,7 @@ impl VmState {
             remotes: &self.remotes,
             now,
         };
-        engine::decide(
-            &self.policy,
-            req,
-            now,
-            &lookup,
-            &HostStore,
-            &self.signet_cache,
-        )
+        engine::decide(&self.policy, req, now, &lookup, &HostStore, &self.caches)
     }
 
     fn remote_of(&self, provider: Option<&str>) -> Option<usize> {
@@ -396,7 +386,7 @@ impl RootContext for Root {
         );
         let has_remote = !remotes.is_empty();
         self.state = Some(Rc::new(RefCell::new(VmState {
-            signet_cache: BindingCache::default(),
+            caches: Caches::default(),
             metrics: Metrics::define(&policy),
             policy: Rc::new(policy),
             remotes,
