@@ -11,6 +11,7 @@ use rsa::pkcs1::DecodeRsaPublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::cell::Cell;
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -305,12 +306,75 @@ fn pem_blocks(text: &str) -> Result<Vec<(&str, &str)>, KeyError> {
     Ok(out)
 }
 
+/// A native signature verifier the host offers (Envoy's `verify_signature` foreign function, BoringSSL):
+/// `(hash name, SubjectPublicKeyInfo DER, signature — DER for ECDSA, message)` → `Some(valid)`, or `None`
+/// when the call could not be made (then the pure-Rust path decides).
+pub type Offload = fn(&str, &[u8], &[u8], &[u8]) -> Option<bool>;
+
+thread_local! {
+    static OFFLOAD: Cell<Option<Offload>> = const { Cell::new(None) };
+}
+
+/// Installs (or removes) the host verifier for RSA PKCS#1 v1.5 and ECDSA. Set once per VM, at start-up,
+/// after a probe showed it verifies correctly. RSA-PSS, Ed25519 and HMAC always stay in wasm.
+pub fn set_offload(f: Option<Offload>) {
+    OFFLOAD.with(|o| o.set(f));
+}
+
+/// True when a host verifier is installed.
+pub fn offload_active() -> bool {
+    OFFLOAD.with(|o| o.get().is_some())
+}
+
+fn hash_name(alg: Alg) -> &'static str {
+    match alg {
+        Alg::RS384 | Alg::ES384 | Alg::PS384 | Alg::HS384 => "sha384",
+        Alg::RS512 | Alg::PS512 | Alg::HS512 => "sha512",
+        _ => "sha256",
+    }
+}
+
+/// The host's answer for `alg`, when a host verifier is installed and handles it.
+fn offloaded(alg: Alg, key: &VerifyKey, msg: &[u8], sig: &[u8]) -> Option<bool> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let f = OFFLOAD.with(|o| o.get())?;
+    match (alg, key) {
+        (Alg::RS256 | Alg::RS384 | Alg::RS512, VerifyKey::Rsa(k)) => {
+            let der = rsa::pkcs8::EncodePublicKey::to_public_key_der(k.as_ref()).ok()?;
+            f(hash_name(alg), der.as_bytes(), sig, msg)
+        }
+        (Alg::ES256, VerifyKey::P256(k)) => {
+            // A malformed r||s is refused here: never handed to the host to interpret.
+            let Ok(s) = p256::ecdsa::Signature::from_slice(sig) else {
+                return Some(false);
+            };
+            let der = k.to_public_key_der().ok()?;
+            f("sha256", der.as_bytes(), s.to_der().as_bytes(), msg)
+        }
+        (Alg::ES384, VerifyKey::P384(k)) => {
+            let Ok(s) = p384::ecdsa::Signature::from_slice(sig) else {
+                return Some(false);
+            };
+            let der = k.to_public_key_der().ok()?;
+            f("sha384", der.as_bytes(), s.to_der().as_bytes(), msg)
+        }
+        _ => None,
+    }
+}
+
 /// Verifies `sig` over `msg` with `alg` and `key`. False when the key does not fit the algorithm, when the
 /// signature has the wrong length or encoding, or when it does not verify. MACs compare in constant time.
+/// RSA PKCS#1 v1.5 and ECDSA go to the host's native verifier when one is installed ([`set_offload`]).
 ///
 /// ECDSA signatures are the fixed-size `r || s` form of RFC 7518 §3.4 (IEEE P1363), never DER.
 pub fn verify(alg: Alg, key: &VerifyKey, msg: &[u8], sig: &[u8]) -> bool {
     use ed25519_dalek::Verifier as _;
+    if !alg.fits(key) {
+        return false;
+    }
+    if let Some(valid) = offloaded(alg, key, msg, sig) {
+        return valid;
+    }
     match (alg, key) {
         (Alg::RS256, VerifyKey::Rsa(k)) => rsa_pkcs1::<Sha256>(k, msg, sig),
         (Alg::RS384, VerifyKey::Rsa(k)) => rsa_pkcs1::<Sha384>(k, msg, sig),

@@ -16,6 +16,7 @@
 // `unsafe` and `#[no_mangle]`; nothing else in this crate does.
 #![allow(unsafe_code)]
 
+mod hostcrypto;
 mod remote;
 mod store;
 
@@ -357,6 +358,11 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Native RSA/ECDSA when the host offers it and gets the probe right; pure Rust otherwise.
+        let host_crypto = hostcrypto::probe();
+        crate::crypto::set_offload(
+            host_crypto.then_some(hostcrypto::host_verify as crate::crypto::Offload),
+        );
         let mut remotes = Vec::new();
         for (i, p) in policy.providers.iter().enumerate() {
             match &p.kind {
@@ -378,10 +384,11 @@ impl RootContext for Root {
         log(
             LogLevel::Info,
             &format!(
-                "trustgate: config loaded: {} providers ({} with remote keys), {} rules",
+                "trustgate: config loaded: {} providers ({} with remote keys), {} rules; RSA/ECDSA verified by {}",
                 policy.providers.len(),
                 remotes.len(),
-                policy.rules.len()
+                policy.rules.len(),
+                if host_crypto { "the host (verify_signature)" } else { "wasm (pure Rust)" }
             ),
         );
         let has_remote = !remotes.is_empty();
