@@ -22,7 +22,6 @@ thread_local! {
 /// A host verifier built from the DER it is given, as BoringSSL would.
 fn stand_in_host(hash: &str, spki: &[u8], sig: &[u8], msg: &[u8]) -> Option<bool> {
     use p256::pkcs8::DecodePublicKey as _;
-    use rsa::pkcs8::DecodePublicKey as _;
     use sha2::Digest as _;
     CALLS.with(|c| c.set(c.get() + 1));
     if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(spki) {
