@@ -212,7 +212,7 @@ impl VmState {
     /// Writes the header changes of an allowed request and counts it. False (and a 503 sent) when the host
     /// refused a header write.
     fn forward(&self, ops: &[HeaderOp], providers: &[String]) -> bool {
-        if !apply(ops) {
+        if !apply(ops, &self.policy.strip) {
             deny_internal("header_write_failed");
             return false;
         }
@@ -466,9 +466,21 @@ fn reply(d: &Deny, retry_after: Option<i64>) {
     }
 }
 
-fn apply(ops: &[HeaderOp]) -> bool {
-    ops.iter().all(|op| match op {
+/// Writes header operations with as few host calls as each needs: identity headers were stripped, so they
+/// are only added; `:path` has one value and is replaced; others (`cookie` may span lines) are removed, then
+/// added.
+fn apply(ops: &[HeaderOp], strip: &[String]) -> bool {
+    // Two providers of an `all` may write the same header: the last one wins, as with replace.
+    let overwritten = |i: usize, name: &str| {
+        ops.iter()
+            .skip(i + 1)
+            .any(|later| matches!(later, HeaderOp::Set(n, _) if n == name))
+    };
+    ops.iter().enumerate().all(|(i, op)| match op {
         HeaderOp::Remove(n) => hostcalls::remove_map_value(REQ, n).is_ok(),
+        HeaderOp::Set(n, _) if strip.contains(n) && overwritten(i, n) => true,
+        HeaderOp::Set(n, v) if strip.contains(n) => hostcalls::add_map_value(REQ, n, v).is_ok(),
+        HeaderOp::Set(n, v) if n == ":path" => hostcalls::set_map_value(REQ, n, Some(v)).is_ok(),
         HeaderOp::Set(n, v) => {
             hostcalls::remove_map_value(REQ, n).is_ok()
                 && hostcalls::add_map_value(REQ, n, v).is_ok()
@@ -489,8 +501,19 @@ fn deny_internal(what: &str) {
     let _ = hostcalls::send_http_response(503, headers, Some(body));
 }
 
-fn snapshot(end_of_stream: bool) -> Option<Snapshot> {
+/// Reads the request headers (one host call), removes from the request every header of `strip` that is
+/// present (all values; any case, as Envoy keeps names lower-case), and returns the request as the core sees
+/// it: without the stripped headers. `None` when the host refused a read or a removal.
+fn strip_and_snapshot(strip: &[String], end_of_stream: bool) -> Option<Snapshot> {
     let raw = hostcalls::get_map_bytes(REQ).ok()?;
+    let stripped = |name: &str| strip.iter().any(|s| s.eq_ignore_ascii_case(name));
+    let mut removed: Vec<&str> = Vec::new();
+    for (name, _) in &raw {
+        if stripped(name) && !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            hostcalls::remove_map_value(REQ, name).ok()?;
+            removed.push(name);
+        }
+    }
     let mut s = Snapshot {
         method: String::new(),
         path: String::new(),
@@ -499,6 +522,9 @@ fn snapshot(end_of_stream: bool) -> Option<Snapshot> {
         body: end_of_stream.then(Vec::new),
     };
     for (name, value) in raw {
+        if stripped(&name) {
+            continue;
+        }
         // A value that is not UTF-8 cannot be a credential or an identity this filter reads; it stays out of
         // the view. A :path that is not UTF-8 stays empty, which the engine refuses as not absolute.
         let Ok(v) = String::from_utf8(value) else {
@@ -565,17 +591,9 @@ impl HttpContext for Filter {
             deny_internal("state_busy");
             return Action::Pause;
         };
-        // Forged identity headers go first, before anything can fail: on every request, whatever follows.
-        if !st
-            .policy
-            .strip
-            .iter()
-            .all(|name| hostcalls::remove_map_value(REQ, name).is_ok())
-        {
-            deny_internal("strip_failed");
-            return Action::Pause;
-        }
-        let Some(snapshot) = snapshot(end_of_stream) else {
+        // Forged identity headers go first, before any decision: on every request, whatever follows. If the
+        // host refuses to show or remove them, the request is answered here and goes nowhere.
+        let Some(snapshot) = strip_and_snapshot(&st.policy.strip, end_of_stream) else {
             deny_internal("headers_unavailable");
             return Action::Pause;
         };
