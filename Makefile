@@ -6,6 +6,7 @@
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
+#   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
 #
 # Overrides: ENVOY=/path/to/envoy (tests: else .venv/bin/envoy, else PATH; run: else PATH, else .venv, else
@@ -28,7 +29,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz flood clean distclean
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz flood bench clean distclean
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -91,6 +92,25 @@ run: run-deps build
 FLOOD_ARGS ?=
 flood: build py-deps envoy-venv
 	$(VENV_PY) scripts/nonce_flood.py $(FLOOD_ARGS)
+
+# Benchmark (issue 6): one Envoy worker per case, direct_response routes, wrk with the same load for every case,
+# 3 interleaved rounds, medians. Writes bench/results.json, bench/results.md and the results section of
+# BENCHMARKS.md. BENCH_ARGS="--quick" for a smoke run (1 round, 3 s per case: about 2 min); --help for the rest.
+BENCH_ARGS ?=
+bench: deps
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "wrk not found: apt-get install -y wrk"; \
+	    apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; \
+	  else \
+	    echo "make bench needs wrk (the load generator), which is not installed. Install it as root:" >&2; \
+	    echo "  apt-get install -y wrk      (Debian/Ubuntu; other systems: https://github.com/wg/wrk)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(MAKE) --no-print-directory build
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml --target-dir target/bench-noop
+	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
