@@ -40,6 +40,7 @@ its `bench:results` markers). --quick writes bench/results-quick.{json,md} and l
 """
 from __future__ import annotations
 
+import atexit
 import argparse
 import base64
 import concurrent.futures
@@ -1031,10 +1032,11 @@ def main() -> int:
     finally:
         for p in list(RUNNING):
             stop_process(p, grace=3)
+        # The report below reads the wasm copies in the work directory: remove it only at exit.
         if a.keep:
             log(f"bench: work directory kept: {bench.workdir}")
         else:
-            shutil.rmtree(bench.workdir, ignore_errors=True)
+            atexit.register(shutil.rmtree, bench.workdir, ignore_errors=True)
 
     report = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
