@@ -67,6 +67,30 @@ enum RawProvider {
     ApiKey(RawApiKey),
     Signet(RawSignet),
     HttpSignature(RawHttpSignature),
+    Mtls(RawMtls),
+}
+
+/// `uri_san_prefix`: one prefix or a list (any of them).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtls {
+    #[serde(default)]
+    uri_san_prefix: Option<OneOrMany>,
+    #[serde(default)]
+    dns_san: Option<Vec<String>>,
+    #[serde(default)]
+    subject_cn_pattern: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +107,8 @@ struct RawHttpSignature {
     max_body_bytes: Option<u32>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
     #[serde(default)]
     forward: bool,
 }
@@ -111,6 +137,8 @@ struct RawSignet {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
+    #[serde(default)]
     forward: bool,
 }
 
@@ -129,6 +157,8 @@ struct RawHmac {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
+    #[serde(default)]
     forward: bool,
 }
 
@@ -140,6 +170,8 @@ struct RawApiKey {
     rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
     #[serde(default)]
     forward: bool,
 }
@@ -192,7 +224,22 @@ struct RawJwt {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
+    #[serde(default)]
     forward: bool,
+}
+
+impl RawProvider {
+    fn upstream_headers(&self) -> &BTreeMap<String, String> {
+        match self {
+            RawProvider::Jwt(j) => &j.upstream_headers,
+            RawProvider::Hmac(h) => &h.upstream_headers,
+            RawProvider::ApiKey(a) => &a.upstream_headers,
+            RawProvider::Signet(s) => &s.upstream_headers,
+            RawProvider::HttpSignature(h) => &h.upstream_headers,
+            RawProvider::Mtls(m) => &m.upstream_headers,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -297,6 +344,8 @@ struct RawRule {
     allow: Option<String>,
     #[serde(default)]
     cors_preflight: Option<String>,
+    #[serde(default)]
+    upstream_headers: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -324,6 +373,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Lower-case header names removed from every request: `strip_headers` plus every provider header.
     pub strip: Vec<String>,
+    /// Some provider reads the client certificate (the host asks for it only then).
+    pub needs_peer: bool,
 }
 
 /// A named provider.
@@ -333,6 +384,40 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Lower-case header name → template, written on success.
     pub headers: Vec<(String, Template)>,
+    /// Lower-case header name → value, written for the upstream after the provider is satisfied.
+    pub upstream: Vec<(String, UpstreamValue)>,
+}
+
+/// A header value written for the upstream (often a credential the client never sees): never shown by
+/// `Debug`, never logged, wiped on drop.
+#[derive(Clone)]
+pub struct UpstreamValue(zeroize::Zeroizing<String>);
+
+impl UpstreamValue {
+    /// The value, to write into the request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for UpstreamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UpstreamValue(_)")
+    }
+}
+
+/// A compiled `mtls` provider: satisfied by a client certificate Envoy verified on the connection.
+#[derive(Debug)]
+pub struct MtlsProvider {
+    /// The first URI SAN must start with one of these; empty: no constraint.
+    pub uri_san_prefixes: Vec<String>,
+    /// The first DNS SAN must match one of these; empty: no constraint.
+    pub dns_sans: Vec<HostMatch>,
+    /// The subject CN must match; `None`: no constraint.
+    pub cn_pattern: Option<crate::cert::Glob>,
+    /// The CN is needed (by the pattern or a header template): a subject without one, or with several, is
+    /// refused.
+    pub needs_cn: bool,
 }
 
 /// What a provider verifies.
@@ -343,6 +428,7 @@ pub enum ProviderKind {
     ApiKey(ApiKeyProvider),
     Signet(SignetProvider),
     HttpSignature(HttpSignatureProvider),
+    Mtls(MtlsProvider),
 }
 
 /// A compiled `http_signature` provider (RFC 9421).
@@ -369,14 +455,15 @@ pub struct SignetProvider {
 }
 
 impl ProviderKind {
-    /// The `WWW-Authenticate` scheme of this kind.
-    pub fn scheme(&self) -> Scheme {
+    /// The `WWW-Authenticate` scheme of this kind; `None` for mTLS, which HTTP cannot challenge for.
+    pub fn scheme(&self) -> Option<Scheme> {
         match self {
-            ProviderKind::Jwt(_) => Scheme::Bearer,
-            ProviderKind::Hmac(_) => Scheme::Hmac,
-            ProviderKind::ApiKey(_) => Scheme::ApiKey,
-            ProviderKind::Signet(_) => Scheme::Signet,
-            ProviderKind::HttpSignature(_) => Scheme::Signature,
+            ProviderKind::Jwt(_) => Some(Scheme::Bearer),
+            ProviderKind::Hmac(_) => Some(Scheme::Hmac),
+            ProviderKind::ApiKey(_) => Some(Scheme::ApiKey),
+            ProviderKind::Signet(_) => Some(Scheme::Signet),
+            ProviderKind::HttpSignature(_) => Some(Scheme::Signature),
+            ProviderKind::Mtls(_) => None,
         }
     }
 
@@ -388,13 +475,17 @@ impl ProviderKind {
             ProviderKind::ApiKey(_) => "api_key",
             ProviderKind::Signet(_) => "signet",
             ProviderKind::HttpSignature(_) => "http_signature",
+            ProviderKind::Mtls(_) => "mtls",
         }
     }
 
     /// The clients of a signed-request or API-key provider.
     pub fn clients(&self) -> &[Client] {
         match self {
-            ProviderKind::Jwt(_) | ProviderKind::Signet(_) | ProviderKind::HttpSignature(_) => &[],
+            ProviderKind::Jwt(_)
+            | ProviderKind::Signet(_)
+            | ProviderKind::HttpSignature(_)
+            | ProviderKind::Mtls(_) => &[],
             ProviderKind::Hmac(h) => &h.clients,
             ProviderKind::ApiKey(a) => &a.clients,
         }
@@ -537,6 +628,8 @@ pub struct Rule {
     pub action: Action,
     /// Let CORS preflights through without a credential.
     pub cors_preflight: bool,
+    /// Lower-case header name → value, written for the upstream once the rule is satisfied.
+    pub upstream: Vec<(String, UpstreamValue)>,
 }
 
 /// What a matching rule demands.
@@ -569,24 +662,113 @@ impl Requirement {
 // ---------------------------------------------------------------------------------------------------------
 // Compilation.
 
-/// Parses and compiles a config document.
+/// Parses and compiles a config document; `{"env": NAME}` values are read from the process (VM) environment.
 pub fn compile(json: &[u8]) -> Result<Policy, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+    compile_with_env(json, &|name| std::env::var(name).ok())
+}
+
+/// [`compile`] with the environment given: `env(NAME)` is the value of variable NAME, if set.
+pub fn compile_with_env(
+    json: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Policy, ConfigError> {
+    // serde_json's message ends with " at line L column C": keep it, it helps find the spot.
+    let mut doc: Value = serde_json::from_slice(json).map_err(|e| ConfigError {
+        path: String::new(),
+        message: e.to_string(),
+    })?;
+    resolve_env(&mut doc, env)?;
+    let raw: RawConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = inner.to_string();
-        // serde_json appends " at line L column C"; keep it, it helps find the spot in a large document.
         ConfigError {
             path: if path == "." || path == "?" {
                 String::new()
             } else {
                 path
             },
-            message: msg,
+            message: e.into_inner().to_string(),
         }
     })?;
     compile_raw(raw)
+}
+
+/// The secret-bearing places where a value may be `{"env": "NAME"}` (`*`: any member or index).
+const ENV_PLACES: [&[&str]; 9] = [
+    &["providers", "*", "hmac", "clients", "*", "secret"],
+    &["providers", "*", "api_key", "clients", "*", "key_sha256"],
+    &["providers", "*", "http_signature", "keys", "*", "secret"],
+    &["providers", "*", "http_signature", "keys", "*", "pem"],
+    &["providers", "*", "jwt", "keys", "jwks"],
+    &["providers", "*", "jwt", "keys", "pem"],
+    &["providers", "*", "signet", "master_keys", "*"],
+    &["providers", "*", "*", "upstream_headers", "*"],
+    &["rules", "*", "upstream_headers", "*"],
+];
+
+/// Replaces every `{"env": "NAME"}` at an [`ENV_PLACES`] place by the variable's value.
+fn resolve_env(doc: &mut Value, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    for place in ENV_PLACES {
+        resolve_at(doc, place, String::new(), env)?;
+    }
+    Ok(())
+}
+
+fn resolve_at(
+    v: &mut Value,
+    place: &[&str],
+    path: String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let Some((first, rest)) = place.split_first() else {
+        let Value::Object(m) = v else {
+            return Ok(());
+        };
+        if !m.contains_key("env") {
+            return Ok(());
+        }
+        let name =
+            match m.get("env") {
+                Some(Value::String(n)) if m.len() == 1 && !n.is_empty() => n.clone(),
+                _ => return err(
+                    path,
+                    "expected {\"env\": \"NAME\"} (one member: the environment variable's name)",
+                ),
+            };
+        let Some(value) = env(&name) else {
+            return err(
+                path,
+                format!("environment variable {name:?} is not set in the Wasm VM; set it in Envoy's vm_config.environment_variables (key_values or host_env_keys) or Istio's vmConfig.env"),
+            );
+        };
+        *v = Value::String(value);
+        return Ok(());
+    };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        Value::Object(m) if *first == "*" => {
+            for (k, child) in m.iter_mut() {
+                resolve_at(child, rest, join(k), env)?;
+            }
+        }
+        Value::Object(m) => {
+            if let Some(child) = m.get_mut(*first) {
+                resolve_at(child, rest, join(first), env)?;
+            }
+        }
+        Value::Array(a) if *first == "*" => {
+            for (i, child) in a.iter_mut().enumerate() {
+                resolve_at(child, rest, format!("{path}[{i}]"), env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn is_token_name(s: &str) -> bool {
@@ -641,7 +823,12 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
                 format!("{name:?} is reserved as a metric label, choose another name"),
             );
         }
-        providers.push(compile_provider(&path, name, p)?);
+        let mut provider = compile_provider(&path, name, p)?;
+        provider.upstream = compile_upstream(
+            &format!("{path}.{}.upstream_headers", provider.kind.label()),
+            p.upstream_headers(),
+        )?;
+        providers.push(provider);
     }
 
     let mut strip = Vec::new();
@@ -720,10 +907,14 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
             }
         }
     }
+    let needs_peer = providers
+        .iter()
+        .any(|p| matches!(p.kind, ProviderKind::Mtls(_)));
     Ok(Policy {
         providers,
         rules,
         strip,
+        needs_peer,
     })
 }
 
@@ -806,6 +997,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     forward: j.forward,
                 })),
                 headers,
+                upstream: Vec::new(),
             })
         }
         RawProvider::Hmac(h) => {
@@ -847,6 +1039,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     forward: h.forward,
                 }),
                 headers,
+                upstream: Vec::new(),
             })
         }
         RawProvider::HttpSignature(hs) => {
@@ -898,6 +1091,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     forward: hs.forward,
                 }),
                 headers,
+                upstream: Vec::new(),
             })
         }
         RawProvider::Signet(sg) => {
@@ -936,6 +1130,81 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     forward: sg.forward,
                 }),
                 headers,
+                upstream: Vec::new(),
+            })
+        }
+        RawProvider::Mtls(m) => {
+            let path = format!("{path}.mtls");
+            let uri_san_prefixes = match &m.uri_san_prefix {
+                None => Vec::new(),
+                Some(OneOrMany::One(p)) => vec![p.clone()],
+                Some(OneOrMany::Many(list)) => list.clone(),
+            };
+            if uri_san_prefixes.iter().any(String::is_empty)
+                || m.uri_san_prefix.is_some() && uri_san_prefixes.is_empty()
+            {
+                return err(
+                    format!("{path}.uri_san_prefix"),
+                    "expected a non-empty prefix (e.g. \"spiffe://corp/ns/\") or a non-empty list of them",
+                );
+            }
+            let mut dns_sans = Vec::new();
+            for (i, d) in m.dns_san.iter().flatten().enumerate() {
+                match HostMatch::parse(d) {
+                    Some(HostMatch::Any) | None => {
+                        return err(
+                            format!("{path}.dns_san[{i}]"),
+                            format!("{d:?} is not a DNS name pattern, expected a name or *.suffix"),
+                        )
+                    }
+                    Some(h) => dns_sans.push(h),
+                }
+            }
+            if m.dns_san.as_ref().is_some_and(Vec::is_empty) {
+                return err(
+                    format!("{path}.dns_san"),
+                    "expected at least one DNS name, or leave it out",
+                );
+            }
+            let cn_pattern = match m.subject_cn_pattern.as_deref() {
+                None => None,
+                Some("") => {
+                    return err(
+                        format!("{path}.subject_cn_pattern"),
+                        "expected a pattern (\"*\" matches any characters, e.g. \"*.svc.corp\"), or leave it out",
+                    )
+                }
+                Some(p) => Some(crate::cert::Glob::new(p)),
+            };
+            let headers = compile_headers(&format!("{path}.headers"), &m.headers, &[Root::Cert])?;
+            for (name, t) in &headers {
+                for v in t.vars().filter(|v| v.root == Root::Cert) {
+                    let field = v.path.first().map(String::as_str).unwrap_or("");
+                    if v.path.len() != 1
+                        || !["cn", "subject", "uri_san", "dns_san", "sha256"].contains(&field)
+                    {
+                        return err(
+                            format!("{path}.headers.{name}"),
+                            "unknown certificate field, expected ${cert.cn}, ${cert.subject}, ${cert.uri_san}, ${cert.dns_san} or ${cert.sha256}",
+                        );
+                    }
+                }
+            }
+            let needs_cn = cn_pattern.is_some()
+                || headers
+                    .iter()
+                    .flat_map(|(_, t)| t.vars())
+                    .any(|v| v.root == Root::Cert && v.path.first().is_some_and(|f| f == "cn"));
+            Ok(Provider {
+                name: name.to_owned(),
+                kind: ProviderKind::Mtls(MtlsProvider {
+                    uri_san_prefixes,
+                    dns_sans,
+                    cn_pattern,
+                    needs_cn,
+                }),
+                headers,
+                upstream: Vec::new(),
             })
         }
         RawProvider::ApiKey(a) => {
@@ -958,6 +1227,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
                     forward: a.forward,
                 }),
                 headers,
+                upstream: Vec::new(),
             })
         }
     }
@@ -1385,6 +1655,45 @@ fn compile_headers(
     Ok(out)
 }
 
+/// Headers that frame or route the request: never written for the upstream.
+const NOT_UPSTREAM: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
+
+fn compile_upstream(
+    path: &str,
+    raw: &BTreeMap<String, String>,
+) -> Result<Vec<(String, UpstreamValue)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in raw {
+        let hpath = format!("{path}.{name}");
+        let lower = header_name(&hpath, name)?;
+        if NOT_UPSTREAM.contains(&lower.as_str()) {
+            return err(
+                hpath,
+                format!("{lower} frames or routes the request and cannot be set"),
+            );
+        }
+        // The value is never echoed: it is often a credential.
+        if value.is_empty()
+            || value.bytes().any(|b| b.is_ascii_control() && b != b'\t')
+            || value.trim() != value
+        {
+            return err(
+                hpath,
+                "expected a non-empty header value without control characters or leading/trailing whitespace",
+            );
+        }
+        out.push((lower, UpstreamValue(zeroize::Zeroizing::new(value.clone()))));
+    }
+    Ok(out)
+}
+
 fn compile_requirement(path: &str, v: &Value, names: &[&str]) -> Result<Requirement, ConfigError> {
     match v {
         Value::String(name) => match names.iter().position(|n| n == name) {
@@ -1516,6 +1825,7 @@ fn compile_rule(
         },
         action,
         cors_preflight,
+        upstream: compile_upstream(&format!("{path}.upstream_headers"), &r.upstream_headers)?,
     })
 }
 

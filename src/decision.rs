@@ -65,11 +65,14 @@ pub enum Reason {
     TagMismatch,
     /// `Content-Digest` does not match the body.
     DigestMismatch,
+    /// The verified client certificate is not one the `mtls` provider accepts (SAN or CN constraint, or a
+    /// subject without exactly one CN where the CN is needed).
+    CertNotAllowed,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 35] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -104,6 +107,7 @@ impl Reason {
         Reason::MissingComponent,
         Reason::TagMismatch,
         Reason::DigestMismatch,
+        Reason::CertNotAllowed,
     ];
 
     /// The stable reason code.
@@ -143,6 +147,7 @@ impl Reason {
             Reason::MissingComponent => "missing_component",
             Reason::TagMismatch => "tag_mismatch",
             Reason::DigestMismatch => "digest_mismatch",
+            Reason::CertNotAllowed => "certificate_not_allowed",
         }
     }
 
@@ -157,7 +162,8 @@ impl Reason {
             | Reason::ClientRevoked
             | Reason::MethodNotAllowed
             | Reason::RuleNotAllowed
-            | Reason::PurposeNotAllowed => 403,
+            | Reason::PurposeNotAllowed
+            | Reason::CertNotAllowed => 403,
             Reason::RateLimited => 429,
             Reason::BodyTooLarge => 413,
             _ => 401,

@@ -4,6 +4,7 @@
 //! The strip list ([`Policy::strip`]) is not part of the decision: the host removes those headers from every
 //! request before calling [`decide`], whatever the outcome.
 
+use crate::cert::{subject_cn, PeerCert};
 use crate::config::{
     Action, BodyMode, Client, ClientStatus, KeySource, Policy, Provider, ProviderKind, Requirement,
     Rule,
@@ -137,8 +138,13 @@ pub fn decide(
     {
         return allow(Vec::new(), Vec::new());
     }
+    // Written last: after the client's credential was removed and the identity headers were set.
+    let upstream = rule
+        .upstream
+        .iter()
+        .map(|(n, v)| HeaderOp::Set(n.clone(), v.expose().to_owned()));
     let requirement = match &rule.action {
-        Action::Public => return allow(Vec::new(), Vec::new()),
+        Action::Public => return allow(Vec::new(), upstream.collect()),
         Action::Require(r) => r,
     };
     let cx = Cx {
@@ -151,19 +157,22 @@ pub fn decide(
         caches,
     };
     match satisfy(&cx, requirement) {
-        Ok(g) => allow(
-            g.providers
-                .iter()
-                .filter_map(|&i| policy.providers.get(i).map(|p| p.name.clone()))
-                .collect(),
-            g.ops,
-        ),
+        Ok(mut g) => {
+            g.ops.extend(upstream);
+            allow(
+                g.providers
+                    .iter()
+                    .filter_map(|&i| policy.providers.get(i).map(|p| p.name.clone()))
+                    .collect(),
+                g.ops,
+            )
+        }
         Err(r) => {
             let mut schemes: Vec<Scheme> = requirement
                 .providers()
                 .iter()
                 .filter_map(|&i| policy.providers.get(i))
-                .map(|p| p.kind.scheme())
+                .filter_map(|p| p.kind.scheme())
                 .collect();
             schemes.sort();
             schemes.dedup();
@@ -218,9 +227,16 @@ fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
                 retry_after: None,
             })?;
             check_provider(cx, *i, p)
-                .map(|ops| Granted {
-                    providers: vec![*i],
-                    ops,
+                .map(|mut ops| {
+                    ops.extend(
+                        p.upstream
+                            .iter()
+                            .map(|(n, v)| HeaderOp::Set(n.clone(), v.expose().to_owned())),
+                    );
+                    Granted {
+                        providers: vec![*i],
+                        ops,
+                    }
                 })
                 .map_err(|f| Refused {
                     reason: f.reason,
@@ -272,6 +288,43 @@ fn satisfy(cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
 /// Verifies one provider's credential; on success, the header operations it asks for.
 fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderOp>, Fail> {
     match &p.kind {
+        ProviderKind::Mtls(m) => {
+            let cert = cx.req.peer.ok_or(Reason::Missing)?;
+            let cn = if m.needs_cn {
+                match subject_cn(&cert.subject) {
+                    Ok(Some(cn)) => Some(cn),
+                    // The pattern or a header needs the CN: no CN, several, or a subject that does not parse.
+                    Ok(None) | Err(_) => return Err(Reason::CertNotAllowed.into()),
+                }
+            } else {
+                None
+            };
+            let uri_ok = m.uri_san_prefixes.is_empty()
+                || (!cert.uri_san.is_empty()
+                    && m.uri_san_prefixes
+                        .iter()
+                        .any(|p| cert.uri_san.starts_with(p.as_str())));
+            let dns_ok = m.dns_sans.is_empty()
+                || (!cert.dns_san.is_empty()
+                    && m.dns_sans.iter().any(|d| d.matches(&cert.dns_san)));
+            let cn_ok = match (&m.cn_pattern, &cn) {
+                (None, _) => true,
+                (Some(g), Some(cn)) => g.matches(cn),
+                (Some(_), None) => false,
+            };
+            if !(uri_ok && dns_ok && cn_ok) {
+                return Err(Reason::CertNotAllowed.into());
+            }
+            let facts = CertFacts {
+                cert,
+                cn: cn.as_deref(),
+                provider: &p.name,
+                rule: &cx.rule.name,
+            };
+            let mut ops = Vec::new();
+            render_headers(p, &facts, &mut ops)?;
+            Ok(ops)
+        }
         ProviderKind::Jwt(j) => {
             let found = extract::find(&j.from, cx.req)
                 .map_err(|_| Reason::MultipleCredentials)?
@@ -569,6 +622,33 @@ fn rate(client: &Client, scope: &str, cx: &Cx<'_>) -> Result<(), Fail> {
             retry_after: Some(after),
         }),
         Rate::Unavailable => Err(Reason::ReplayStoreUnavailable.into()),
+    }
+}
+
+struct CertFacts<'a> {
+    cert: &'a PeerCert,
+    cn: Option<&'a str>,
+    provider: &'a str,
+    rule: &'a str,
+}
+
+impl Facts for CertFacts<'_> {
+    fn lookup(&self, root: Root, path: &[String]) -> Option<Cow<'_, Value>> {
+        let text = |s: &str| Some(Cow::Owned(Value::String(s.to_owned())));
+        let field = |s: &str| if s.is_empty() { None } else { text(s) };
+        match (root, path) {
+            (Root::Cert, [f]) => match f.as_str() {
+                "cn" => field(self.cn?),
+                "subject" => field(&self.cert.subject),
+                "uri_san" => field(&self.cert.uri_san),
+                "dns_san" => field(&self.cert.dns_san),
+                "sha256" => field(&self.cert.sha256),
+                _ => None,
+            },
+            (Root::Provider, []) => text(self.provider),
+            (Root::Rule, []) => text(self.rule),
+            _ => None,
+        }
     }
 }
 

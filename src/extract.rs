@@ -193,6 +193,7 @@ mod tests {
             authority: "h",
             headers,
             body: None,
+            peer: None,
         }
     }
 

@@ -33,6 +33,7 @@
 )]
 
 pub mod b64;
+pub mod cert;
 pub mod config;
 pub mod crypto;
 pub mod decision;

@@ -103,6 +103,7 @@ impl Fixture {
             authority: host,
             headers: &headers,
             body: Some(b""),
+            peer: None,
         };
         decide(
             &self.policy,
@@ -671,6 +672,7 @@ fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
         authority: "h",
         headers: &headers,
         body: Some(b""),
+        peer: None,
     };
     assert!(matches!(
         decide(
@@ -725,6 +727,7 @@ mod token_cache {
             authority: "h",
             headers: &headers,
             body: Some(b""),
+            peer: None,
         };
         decide(policy, &view, now, lookup, &MemoryStore::default(), caches)
     }

@@ -117,6 +117,7 @@ impl World {
             authority: "api.example.com",
             headers: &headers,
             body,
+            peer: None,
         };
         decide(
             &self.policy,
@@ -635,6 +636,7 @@ mod signet_provider {
                 authority: "h",
                 headers: &headers,
                 body: Some(b""),
+                peer: None,
             };
             decide(&policy, &view, at, &NoRemoteKeys, &store, &cache)
         };
@@ -685,6 +687,7 @@ mod signet_provider {
             authority: "h",
             headers: &[],
             body: Some(b""),
+            peer: None,
         };
         let Decision::Deny(deny) = decide(&policy, &view, now, &NoRemoteKeys, &store, &cache)
         else {
@@ -718,6 +721,7 @@ mod signet_provider {
             authority: "h",
             headers: &headers,
             body: Some(b""),
+            peer: None,
         };
         let d = decide(
             &policy,
@@ -815,6 +819,7 @@ mod http_signature_provider {
                     authority: "api.example.com",
                     headers,
                     body: Some(body),
+                    peer: None,
                 };
                 decide(&policy, &view, at, &NoRemoteKeys, &store, &cache)
             };
@@ -901,6 +906,7 @@ mod http_signature_provider {
             authority: "api.example.com",
             headers: &h3,
             body: None,
+            peer: None,
         };
         assert_eq!(
             reason(&decide(&policy, &view, now, &NoRemoteKeys, &store, &cache)),

@@ -20,6 +20,7 @@ mod hostcrypto;
 mod remote;
 mod store;
 
+use crate::cert::PeerCert;
 use crate::config::{self, KeySource, Policy, ProviderKind};
 use crate::decision::{Decision, Deny, HeaderOp, Reason};
 use crate::engine::{self, Caches, KeyLookup};
@@ -100,6 +101,8 @@ struct Snapshot {
     headers: Vec<(String, String)>,
     /// `None` until the whole body was read (or known to be empty).
     body: Option<Vec<u8>>,
+    /// The verified client certificate, read only when a provider needs it.
+    peer: Option<PeerCert>,
 }
 
 impl Snapshot {
@@ -110,6 +113,7 @@ impl Snapshot {
             authority: &self.authority,
             headers: &self.headers,
             body: self.body.as_deref(),
+            peer: self.peer.as_ref(),
         }
     }
 }
@@ -375,7 +379,7 @@ impl RootContext for Root {
                 ProviderKind::Hmac(_)
                 | ProviderKind::Signet(_)
                 | ProviderKind::HttpSignature(_) => replay::prepare_slots(&HostStore, &p.name),
-                ProviderKind::ApiKey(_) => {}
+                ProviderKind::ApiKey(_) | ProviderKind::Mtls(_) => {}
             }
             for c in p.kind.clients().iter().filter(|c| c.rate_limit.is_some()) {
                 replay::prepare_counter(&HostStore, &p.name, &c.id);
@@ -501,6 +505,35 @@ fn deny_internal(what: &str) {
     let _ = hostcalls::send_http_response(503, headers, Some(body));
 }
 
+/// The client certificate of this connection as Envoy reports it, when Envoy says one was presented on a
+/// TLS connection (`connection.mtls`). Envoy only reports a certificate its `DownstreamTlsContext`
+/// validated, unless that context says `trust_chain_verification: ACCEPT_UNTRUSTED` (README: mTLS).
+fn peer_certificate() -> Option<PeerCert> {
+    let prop = |name: &str| -> Option<Vec<u8>> {
+        hostcalls::get_property(vec!["connection", name])
+            .ok()
+            .flatten()
+    };
+    // A bool property is one byte (1 = true); accept the text form some hosts give too.
+    let mtls = prop("mtls")?;
+    if !(mtls.as_slice() == [1] || mtls.as_slice() == b"true") {
+        return None;
+    }
+    let text = |name: &str| {
+        prop(name)
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    };
+    let cert = PeerCert {
+        subject: text("subject_peer_certificate"),
+        uri_san: text("uri_san_peer_certificate"),
+        dns_san: text("dns_san_peer_certificate"),
+        sha256: text("sha256_peer_certificate_digest"),
+    };
+    // No digest: no certificate after all.
+    (!cert.sha256.is_empty()).then_some(cert)
+}
+
 /// Reads the request headers (one host call), removes from the request every header of `strip` that is
 /// present (all values; any case, as Envoy keeps names lower-case), and returns the request as the core sees
 /// it: without the stripped headers. `None` when the host refused a read or a removal.
@@ -520,6 +553,7 @@ fn strip_and_snapshot(strip: &[String], end_of_stream: bool) -> Option<Snapshot>
         authority: String::new(),
         headers: Vec::with_capacity(raw.len()),
         body: end_of_stream.then(Vec::new),
+        peer: None,
     };
     for (name, value) in raw {
         if stripped(&name) {
@@ -593,10 +627,13 @@ impl HttpContext for Filter {
         };
         // Forged identity headers go first, before any decision: on every request, whatever follows. If the
         // host refuses to show or remove them, the request is answered here and goes nowhere.
-        let Some(snapshot) = strip_and_snapshot(&st.policy.strip, end_of_stream) else {
+        let Some(mut snapshot) = strip_and_snapshot(&st.policy.strip, end_of_stream) else {
             deny_internal("headers_unavailable");
             return Action::Pause;
         };
+        if st.policy.needs_peer {
+            snapshot.peer = peer_certificate();
+        }
         self.run(&mut st, snapshot)
     }
 
