@@ -20,7 +20,7 @@ use crate::request::RequestView;
 use crate::rules::normalize_path;
 use crate::signet::{self, BindingCache, SignetError};
 use crate::template::{walk, Facts, RenderError, Root};
-use crate::token_cache::{self, TokenCache};
+use crate::token_cache::TokenCache;
 use serde_json::Value;
 use sha2::Digest as _;
 use std::borrow::Cow;
@@ -339,19 +339,19 @@ fn check_provider(cx: &Cx<'_>, index: usize, p: &Provider) -> Result<Vec<HeaderO
             };
             // A token verified before by this provider with these keys: its claims are checked again, its
             // signature is not.
-            let cache_key = token_cache::key(index, &found.value);
-            let verified = match cx.caches.tokens.get(&cache_key, version) {
+            let verified = match cx.caches.tokens.get(index, &found.value, version) {
                 Some(hit) => {
                     j.rules.recheck(&hit, cx.now).map_err(Reason::from)?;
                     hit
                 }
                 None => {
                     let token = UntrustedJwt::parse(&found.value).map_err(Reason::from)?;
-                    let fresh = j.rules.verify(&token, keys, cx.now).map_err(Reason::from)?;
+                    let fresh =
+                        Rc::new(j.rules.verify(&token, keys, cx.now).map_err(Reason::from)?);
                     cx.caches
                         .tokens
-                        .put(cache_key, fresh.clone(), version, cx.now);
-                    Rc::new(fresh)
+                        .put(index, &found.value, fresh.clone(), version, cx.now);
+                    fresh
                 }
             };
             let facts = JwtFacts {

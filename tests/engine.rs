@@ -872,4 +872,47 @@ mod token_cache {
         }
         assert!(caches.tokens.len() <= trustgate::token_cache::MAX_ENTRIES);
     }
+
+    #[test]
+    fn long_tokens_are_verified_every_time_never_cached() {
+        let f = Fixture::new();
+        let caches = Caches::default();
+        let mut c = Fixture::good_claims();
+        c["pad"] = json!("x".repeat(trustgate::token_cache::MAX_TOKEN_BYTES));
+        let t = f.keys.mint(&json!({"alg": "ES256", "kid": "es"}), &c);
+        assert!(t.len() > trustgate::token_cache::MAX_TOKEN_BYTES);
+        for _ in 0..2 {
+            assert!(matches!(
+                run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),
+                Decision::Allow(_)
+            ));
+        }
+        assert!(caches.tokens.is_empty());
+    }
+
+    #[test]
+    fn a_hit_is_the_same_token_byte_for_byte() {
+        let f = Fixture::new();
+        let caches = Caches::default();
+        let t = f.token("ES256", "es", Fixture::good_claims());
+        assert!(matches!(
+            run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),
+            Decision::Allow(_)
+        ));
+        // Every one-character change of the cached token is looked up, missed, and refused on its own.
+        let bytes = t.as_bytes();
+        for i in (0..bytes.len()).step_by(7) {
+            let mut changed = bytes.to_vec();
+            changed[i] = if changed[i] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(changed).unwrap();
+            assert!(
+                matches!(
+                    run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &changed, NOW),
+                    Decision::Deny(_)
+                ),
+                "byte {i} changed and still allowed"
+            );
+        }
+        assert_eq!(caches.tokens.len(), 1);
+    }
 }
