@@ -1,198 +1,247 @@
-//! The native `trustgate` command: checks a filter config without Envoy, and signs Signet proofs.
+//! The native `trustgate` command: the client-side tools an auth filter needs (docs/cli.md).
+//!
+//! - `check-config`: compile a filter config exactly as the filter's `on_configure` does.
+//! - `keygen`, `jwks`: make signing keys; publish public keys as PEM and JWK Sets.
+//! - `sign jwt | hmac | httpsig | signet`: make the credential each provider kind verifies.
+//! - `trust`: onboard an OIDC issuer (discovery, JWKS, a sample token) and print the provider block, the Envoy
+//!   cluster and the Istio objects it needs.
+//!
+//! Everything is checked with the library's own verifiers before it is printed. Exit codes: 0 success, 1 the
+//! work failed (unreadable file, network, verification), 2 the command line is wrong.
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
-use ed25519_dalek::{Signer as _, SigningKey};
+// A crate root's modules live beside it; these live in src/bin/trustgate/.
+#[path = "trustgate/keygen.rs"]
+mod keygen;
+#[path = "trustgate/keys.rs"]
+mod keys;
+#[path = "trustgate/sign_hmac.rs"]
+mod sign_hmac;
+#[path = "trustgate/sign_httpsig.rs"]
+mod sign_httpsig;
+#[path = "trustgate/sign_jwt.rs"]
+mod sign_jwt;
+#[path = "trustgate/signet.rs"]
+mod signet;
+#[path = "trustgate/trust.rs"]
+mod trust;
+
+use clap::{Parser, Subcommand};
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use trustgate::{b64, signet};
 
-const USAGE: &str = "usage:
-  trustgate check-config FILE
-  trustgate sign signet --master-seed HEX --method METHOD --url PATH[?QUERY]
-                        [--purpose P] [--ttl SECONDS] [--base URL] [--ephemeral-seed HEX] [--at UNIX] [--header-only]
-  trustgate signet public-key --master-seed HEX
+/// Why a command failed; decides the exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// The command line is wrong (exit 2).
+    Usage(String),
+    /// The work failed (exit 1).
+    Failure(String),
+}
 
-  check-config FILE    compile a filter config (JSON) exactly as the filter's on_configure does;
-                       prints the JSON path and the expected value of the first error
-  sign signet          print a self-contained Signet-Proof header for one request, and a curl line
-                       (--ttl: the ephemeral key's lifetime, default 300 s; --base: default http://127.0.0.1:10000;
-                       --header-only: print only the header value)
-  signet public-key    print the master public key (hex) to put in a signet provider's master_keys";
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::Failure(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What a command prints on success (stdout).
+pub type Output = Result<String, CliError>;
+
+#[derive(Parser)]
+#[command(
+    name = "trustgate",
+    version,
+    about = "Client-side tools for the trustgate proxy-wasm auth filter",
+    long_about = "Client-side tools for the trustgate proxy-wasm auth filter: check a filter config, make \
+                  keys, mint the credentials each provider kind verifies, and onboard an OIDC issuer.\n\n\
+                  Exit codes: 0 success, 1 the work failed, 2 the command line is wrong. See docs/cli.md.",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a filter config (JSON) exactly as the filter's on_configure does
+    #[command(
+        long_about = "Compile a filter config (JSON) exactly as the filter's on_configure does. Prints a \
+                      summary, or the JSON path and the expected value of the first error (exit 1)."
+    )]
+    CheckConfig {
+        /// The filter config (the JSON in Envoy's StringValue or Istio's pluginConfig)
+        file: PathBuf,
+    },
+    Keygen(keygen::KeygenArgs),
+    Jwks(keygen::JwksArgs),
+    /// Mint a credential: a JWT, a gatekeeper HMAC header, an RFC 9421 signature, a Signet proof
+    #[command(arg_required_else_help = true)]
+    Sign {
+        #[command(subcommand)]
+        what: Sign,
+    },
+    Trust(trust::TrustArgs),
+    /// Signet helpers
+    #[command(arg_required_else_help = true)]
+    Signet {
+        #[command(subcommand)]
+        what: SignetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum Sign {
+    Jwt(sign_jwt::SignJwtArgs),
+    Hmac(sign_hmac::SignHmacArgs),
+    Httpsig(sign_httpsig::SignHttpsigArgs),
+    Signet(signet::SignSignetArgs),
+}
+
+#[derive(Subcommand)]
+enum SignetCommand {
+    PublicKey(signet::PublicKeyArgs),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        [] | ["-h" | "--help" | "help"] | [_, "-h" | "--help"] | [_, _, "-h" | "--help"] => {
-            println!("{USAGE}");
-            if words.is_empty() {
-                return ExitCode::from(2);
-            }
-            ExitCode::SUCCESS
-        }
-        ["check-config", file] => check_config(file),
-        ["sign", "signet", rest @ ..] => run(sign_signet(rest)),
-        ["signet", "public-key", rest @ ..] => run(public_key(rest)),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn run(r: Result<String, String>) -> ExitCode {
-    match r {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("trustgate: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn check_config(file: &str) -> ExitCode {
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{file}: cannot read: {e}");
-            return ExitCode::from(2);
+            // --help and --version print to stdout and succeed; usage errors exit 2 (clap's convention).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    match trustgate::config::compile(&bytes) {
-        Ok(p) => {
-            println!(
-                "{file}: ok ({} providers, {} rules, strips {})",
-                p.providers.len(),
-                p.rules.len(),
-                p.strip.join(", ")
-            );
-            ExitCode::SUCCESS
+    let result = match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Keygen(a) => keygen::keygen(&a),
+        Command::Jwks(a) => keygen::jwks(&a),
+        Command::Sign { what } => match what {
+            Sign::Jwt(a) => sign_jwt::run(&a),
+            Sign::Hmac(a) => sign_hmac::run(&a),
+            Sign::Httpsig(a) => sign_httpsig::run(&a),
+            Sign::Signet(a) => signet::sign(&a),
+        },
+        Command::Trust(a) => trust::run(&a),
+        Command::Signet { what } => match what {
+            SignetCommand::PublicKey(a) => signet::public_key(&a),
+        },
+    };
+    match result {
+        Ok(mut out) => {
+            use std::io::Write as _;
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            // A closed pipe (`trustgate jwks k.pem | head`) is not an error worth a message.
+            match std::io::stdout().lock().write_all(out.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("trustgate: cannot write the output: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
         }
-        Err(e) => {
-            eprintln!("{file}: {e}");
+        Err(CliError::Usage(m)) => {
+            eprintln!("trustgate: {m}");
+            eprintln!("(run with --help for the options)");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failure(m)) => {
+            eprintln!("trustgate: {m}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// `--name value` options; `--flag` alone gives an empty value.
-fn options<'a>(args: &[&'a str]) -> Result<Vec<(&'a str, &'a str)>, String> {
-    let mut out = Vec::new();
-    let mut it = args.iter().peekable();
-    while let Some(a) = it.next() {
-        let name = a
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {a:?}"))?;
-        let value = match it.peek() {
-            Some(v) if !v.starts_with("--") => it.next().copied().unwrap_or_default(),
-            _ => "",
-        };
-        out.push((name, value));
+fn check_config(file: &Path) -> Output {
+    let bytes = read_file(file)?;
+    let shown = file.display();
+    match trustgate::config::compile(&bytes) {
+        Ok(p) => Ok(format!(
+            "{shown}: ok ({} providers, {} rules, strips {})",
+            p.providers.len(),
+            p.rules.len(),
+            p.strip.join(", ")
+        )),
+        Err(e) => Err(CliError::Failure(format!("{shown}: {e}"))),
     }
-    Ok(out)
 }
 
-fn opt<'a>(opts: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    opts.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
-
-fn seed(hex: &str, what: &str) -> Result<SigningKey, String> {
-    b64::hex32(hex)
-        .map(|s| SigningKey::from_bytes(&s))
-        .ok_or_else(|| format!("{what}: expected 64 hex digits (a 32-byte Ed25519 seed)"))
-}
-
-fn random<const N: usize>() -> Result<[u8; N], String> {
-    use std::io::Read as _;
-    let mut b = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-    Ok(b)
-}
-
-fn public_key(args: &[&str]) -> Result<String, String> {
-    let opts = options(args)?;
-    let master = seed(
-        opt(&opts, "master-seed").ok_or("--master-seed HEX is required")?,
-        "--master-seed",
-    )?;
-    Ok(master
-        .verifying_key()
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-fn sign_signet(args: &[&str]) -> Result<String, String> {
-    let opts = options(args)?;
-    let known = [
-        "master-seed",
-        "method",
-        "url",
-        "purpose",
-        "ttl",
-        "base",
-        "ephemeral-seed",
-        "at",
-        "header-only",
-    ];
-    if let Some((n, _)) = opts.iter().find(|(n, _)| !known.contains(n)) {
-        return Err(format!("unknown option --{n}"));
+/// Reads a file (`-` is standard input).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    if path.as_os_str() == "-" {
+        use std::io::Read as _;
+        let mut v = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| CliError::Failure(format!("cannot read standard input: {e}")))?;
+        return Ok(v);
     }
-    let master = seed(
-        opt(&opts, "master-seed").ok_or("--master-seed HEX is required")?,
-        "--master-seed",
-    )?;
-    let method = opt(&opts, "method").unwrap_or("GET").to_ascii_uppercase();
-    let url = opt(&opts, "url").ok_or("--url /path[?query] is required")?;
-    if !url.starts_with('/') {
-        return Err("--url: expected the request path, starting with /".into());
+    std::fs::read(path)
+        .map_err(|e| CliError::Failure(format!("{}: cannot read: {e}", path.display())))
+}
+
+/// Reads a text file (`-` is standard input).
+pub fn read_text(path: &Path) -> Result<String, CliError> {
+    String::from_utf8(read_file(path)?)
+        .map_err(|_| CliError::Failure(format!("{}: not UTF-8 text", path.display())))
+}
+
+/// The current time, Unix seconds.
+pub fn now() -> Result<i64, CliError> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .ok_or_else(|| CliError::Failure("the system clock is before 1970".into()))
+}
+
+/// A secret given directly or through an environment variable (exactly one of the two).
+pub fn secret_from(
+    value: Option<&str>,
+    env: Option<&str>,
+    names: (&str, &str),
+) -> Result<Option<zeroize::Zeroizing<String>>, CliError> {
+    match (value, env) {
+        (Some(_), Some(_)) => Err(CliError::Usage(format!(
+            "{} and {} are exclusive: give one",
+            names.0, names.1
+        ))),
+        (Some(v), None) => Ok(Some(zeroize::Zeroizing::new(v.to_owned()))),
+        (None, Some(name)) => match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Some(zeroize::Zeroizing::new(v))),
+            _ => Err(CliError::Usage(format!(
+                "{} {name}: the environment variable {name} is not set or empty",
+                names.1
+            ))),
+        },
+        (None, None) => Ok(None),
     }
-    let purpose = opt(&opts, "purpose").unwrap_or("api-access");
-    let ttl: i64 = opt(&opts, "ttl")
-        .unwrap_or("300")
-        .parse()
-        .map_err(|_| "--ttl: expected seconds")?;
-    let now = match opt(&opts, "at") {
-        Some(t) => t.parse().map_err(|_| "--at: expected unix seconds")?,
-        None => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs()
-            .try_into()
-            .map_err(|_| "clock out of range")?,
-    };
-    let eph = match opt(&opts, "ephemeral-seed") {
-        Some(h) => seed(h, "--ephemeral-seed")?,
-        None => SigningKey::from_bytes(&random::<32>()?),
-    };
-    let epk = eph.verifying_key().to_bytes();
-    let exp = now + ttl;
-    let binding = master
-        .sign(&signet::binding_message(&epk, exp, purpose))
-        .to_bytes();
-    let nonce = random::<16>()?;
-    let jti = random::<16>()?;
-    let sig = eph
-        .sign(&signet::request_message(&method, url, now, &nonce))
-        .to_bytes();
-    let e = b64::url_encode;
-    let header = format!(
-        "v1;m=compact;jti={};s={};n={};ts={now};epk={};p={};exp={exp};pur={purpose}",
-        e(&jti),
-        e(&sig),
-        e(&nonce),
-        e(&epk),
-        e(&binding)
-    );
-    if opt(&opts, "header-only").is_some() {
-        return Ok(header);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
-    let base = opt(&opts, "base").unwrap_or("http://127.0.0.1:10000");
-    Ok(format!(
-        "Signet-Proof: {header}\n\ncurl -si -X {method} -H 'Signet-Proof: {header}' '{base}{url}'"
-    ))
 }
