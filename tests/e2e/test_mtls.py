@@ -381,3 +381,19 @@ def test_configs_validate_against_the_schema():
     bad = filter_config()
     bad["providers"]["services"]["mtls"]["uri_san_prefix"] = []
     assert list(v.iter_errors(bad))
+
+
+def test_mtls_provider_on_a_plain_http_listener_is_401_not_a_trap(start_gateway, upstream):
+    """Without TLS the connection properties are absent: the provider sees no certificate (401), the VM keeps
+    serving (a second request is answered the same way), and public rules still pass."""
+    config = filter_config()
+    config["rules"] = [r for r in config["rules"] if "upstream_headers" not in r]  # no VM environment here
+    gw = start_gateway(config, name="mtls-plain")
+    for _ in range(2):
+        resp = gw.request("/people/me", [("X-Commit-Owner", "human:root")])
+        h.assert_denied(resp, upstream, 401, "missing")
+        assert resp.header("www-authenticate") is None
+    resp = gw.request("/healthz", [("X-Commit-Owner", "human:root")])
+    assert resp.status == 200
+    assert h.only_request(upstream).values("x-commit-owner") == []
+    assert not any("panic" in line for line in h.wasm_log_lines(gw))
