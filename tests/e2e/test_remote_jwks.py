@@ -636,24 +636,25 @@ def test_envoy_example_validates(envoy_bin, wasm, tmp_path):
 
 
 def test_istio_example_shape():
-    """envoy/istio/remote-jwks.yaml: ServiceEntry + DestinationRule for the JWKS host (schema validation
-    against the Istio CRDs comes later)."""
+    """envoy/istio/remote-jwks.yaml: a ServiceEntry for the IdP hosts and, for each host, a DestinationRule that
+    originates TLS with that host as SNI (schema validation: test_istio_manifests.py)."""
     text = (h.REPO / "envoy" / "istio" / "remote-jwks.yaml").read_text()
-    try:
-        import yaml  # not in tests/requirements.txt; used when present
-    except ImportError:
-        yaml = None
-    if yaml is not None:
-        docs = [d for d in yaml.safe_load_all(text) if d]
-        kinds = {d["kind"]: d for d in docs}
-        assert set(kinds) >= {"ServiceEntry", "DestinationRule"}, sorted(kinds)
-        se, dr = kinds["ServiceEntry"], kinds["DestinationRule"]
+    import yaml  # tests/requirements.txt
+
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    entries = [d for d in docs if d["kind"] == "ServiceEntry"]
+    rules = {d["spec"]["host"]: d for d in docs if d["kind"] == "DestinationRule"}
+    assert len(entries) == 1 and rules, sorted(d["kind"] for d in docs)
+    se = entries[0]
+    hosts = se["spec"]["hosts"]
+    assert "login.example.com" in hosts and se["spec"]["location"] == "MESH_EXTERNAL"
+    assert se["spec"]["resolution"] == "DNS" and se["spec"]["ports"][0]["number"] == 443
+    assert sorted(rules) == sorted(hosts), f"a DestinationRule per ServiceEntry host: {sorted(rules)} vs {hosts}"
+    for host, dr in rules.items():
         assert se["apiVersion"] == dr["apiVersion"] == "networking.istio.io/v1"
-        assert se["spec"]["hosts"] == ["login.example.com"] and se["spec"]["location"] == "MESH_EXTERNAL"
-        assert se["spec"]["resolution"] == "DNS" and se["spec"]["ports"][0]["number"] == 443
-        assert dr["spec"]["host"] == "login.example.com"
-        assert dr["spec"]["trafficPolicy"]["tls"]["mode"] == "SIMPLE"
-        assert dr["spec"]["trafficPolicy"]["tls"]["sni"] == "login.example.com"
+        assert dr["spec"]["trafficPolicy"]["tls"]["mode"] == "SIMPLE", host
+        assert dr["spec"]["trafficPolicy"]["tls"]["sni"] == host, host
+        assert f"outbound|443||{host}" in text, f"pluginConfig names no cluster for {host}"
     for needle in (
         "apiVersion: networking.istio.io/v1",
         "kind: ServiceEntry",
