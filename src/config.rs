@@ -377,6 +377,24 @@ pub struct Policy {
     pub needs_peer: bool,
 }
 
+impl Policy {
+    /// True when the request header `name` must be removed: it is on the strip list, compared without regard
+    /// to case and with `_` read as `-`. CGI, WSGI, PHP and Rack give `X_Commit_Owner` and `X-Commit-Owner` the
+    /// same variable (`HTTP_X_COMMIT_OWNER`), so the underscore spelling is a forgery of the same header.
+    pub fn strips(&self, name: &str) -> bool {
+        self.strip.iter().any(|s| same_header_loosely(s, name))
+    }
+}
+
+/// `a` and `b` name the same header once case is ignored and `_` is read as `-`.
+fn same_header_loosely(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
 /// A named provider.
 #[derive(Debug)]
 pub struct Provider {
@@ -1857,6 +1875,13 @@ mod tests {
     fn base_config_compiles() {
         let p = compile_value(&base()).unwrap();
         assert_eq!(p.strip, vec!["x-commit-owner", "x-user"]);
+        // Any case, and `_` for `-` (what CGI/WSGI upstreams read as the same header); nothing else.
+        for name in ["x-user", "X-User", "x_user", "X_USER", "x-commit_owner"] {
+            assert!(p.strips(name), "{name}");
+        }
+        for name in ["x-users", "xuser", "x.user", "x-use", "authorization"] {
+            assert!(!p.strips(name), "{name}");
+        }
         assert_eq!(p.rules[1].name, "rule1");
         let ProviderKind::Jwt(j) = &p.providers[0].kind else {
             panic!("jwt provider expected")

@@ -17,7 +17,7 @@ use crate::jwks_cache::SharedStore;
 use crate::jwt::{UntrustedJwt, VerifiedJwt};
 use crate::replay::{self, Rate, Replay};
 use crate::request::RequestView;
-use crate::rules::normalize_path;
+use crate::rules::{normalize_path, other_readings};
 use crate::signet::{self, BindingCache, SignetError};
 use crate::template::{walk, Facts, RenderError, Root};
 use crate::token_cache::TokenCache;
@@ -113,15 +113,23 @@ pub fn decide(
     store: &dyn SharedStore,
     caches: &Caches,
 ) -> Decision {
-    let path = match normalize_path(req.path) {
-        Ok(p) => p,
-        Err(_) => return deny(Reason::AmbiguousPath, None, None, Vec::new(), None),
+    let (path, others) = match (normalize_path(req.path), other_readings(req.path)) {
+        (Ok(p), Ok(o)) => (p, o),
+        _ => return deny(Reason::AmbiguousPath, None, None, Vec::new(), None),
     };
-    let Some(rule) = policy
-        .rules
-        .iter()
-        .find(|r| r.matcher.matches(req.method, req.authority, &path))
-    else {
+    let rule_for = |path: &str| {
+        policy
+            .rules
+            .iter()
+            .position(|r| r.matcher.matches(req.method, req.authority, path))
+    };
+    let index = rule_for(&path);
+    // `/es//../public/x`, `/public/..;/es/x`: upstreams that read the path another way would route it
+    // elsewhere. Refused unless every reading picks the same rule.
+    if others.iter().any(|o| rule_for(o) != index) {
+        return deny(Reason::AmbiguousPath, None, None, Vec::new(), None);
+    }
+    let Some(rule) = index.and_then(|i| policy.rules.get(i)) else {
         return deny(Reason::NoRule, None, None, Vec::new(), None);
     };
     let allow = |providers: Vec<String>, ops| {

@@ -86,7 +86,30 @@ fn normalize_segment(seg: &str) -> Result<(String, bool), PathError> {
 }
 
 /// The path an upstream acts on, or why it is ambiguous. `raw` is the request's `:path`.
+///
+/// Repeated slashes are merged before dot segments are resolved (`/a//../b` → `/b`). Other readings of the
+/// same path exist ([`other_readings`]); the engine refuses a path whose readings pick different rules.
 pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    read_path(raw, Reading::MERGE_FIRST)
+}
+
+/// How one upstream reads a path: whether it merges repeated slashes before RFC 3986 §5.2.4 dot-segment
+/// removal (or after it, where an empty segment is a segment that `..` removes), and whether it drops
+/// `;params` from each segment first (Tomcat, Jetty, Spring: `/public/..;/admin` is `/admin` there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reading {
+    merge_first: bool,
+    strip_params: bool,
+}
+
+impl Reading {
+    const MERGE_FIRST: Reading = Reading {
+        merge_first: true,
+        strip_params: false,
+    };
+}
+
+fn read_path(raw: &str, how: Reading) -> Result<String, PathError> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotAbsolute);
@@ -96,14 +119,20 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     let last = segments.len().saturating_sub(1);
     let mut trailing_slash = false;
     for (i, seg) in segments.iter().enumerate() {
+        let seg = if how.strip_params {
+            seg.split(';').next().unwrap_or_default()
+        } else {
+            seg
+        };
         let (seg, decoded) = normalize_segment(seg)?;
+        trailing_slash = i == last;
         match seg.as_str() {
             "." | ".." if decoded => return Err(PathError::Ambiguous),
-            "" => trailing_slash = i == last, // merged slash, or a trailing one
-            "." => trailing_slash = i == last,
+            // A merged slash (or a trailing one); RFC 3986 alone keeps it as a segment `..` can remove.
+            "" if !how.merge_first && i != last => out.push(seg),
+            "" | "." => {}
             ".." => {
                 out.pop();
-                trailing_slash = i == last;
             }
             _ => {
                 out.push(seg);
@@ -112,7 +141,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         }
     }
     let mut norm = String::with_capacity(path.len());
-    for s in &out {
+    for s in out.iter().filter(|s| !s.is_empty()) {
         norm.push('/');
         norm.push_str(s);
     }
@@ -120,6 +149,38 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         norm.push('/');
     }
     Ok(norm)
+}
+
+/// The other ways an upstream may read `raw` when they can differ from [`normalize_path`]'s: with `..`
+/// removing an empty segment (`//` before `..`: RFC 3986 dot-segment removal, then slashes merged), and with
+/// `;params` removed from every segment. Empty when `raw` has neither `//` nor `;` before its query: then
+/// every reading is the same. Only readings that differ from `normalize_path(raw)` are listed, each once. A
+/// reading that is ambiguous on its own (`%2e%2e;` without its parameter) makes the whole path an error.
+pub fn other_readings(raw: &str) -> Result<Vec<String>, PathError> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    let slashes = path.contains("//");
+    let params = path.contains(';');
+    if !slashes && !params {
+        return Ok(Vec::new());
+    }
+    let primary = normalize_path(raw)?;
+    let mut readings: Vec<String> = Vec::new();
+    for merge_first in [true, false] {
+        for strip_params in [false, true] {
+            let how = Reading {
+                merge_first,
+                strip_params,
+            };
+            if how == Reading::MERGE_FIRST || (!merge_first && !slashes) || (strip_params && !params) {
+                continue;
+            }
+            let r = read_path(raw, how)?;
+            if r != primary && !readings.contains(&r) {
+                readings.push(r);
+            }
+        }
+    }
+    Ok(readings)
 }
 
 /// A compiled `host` pattern.
@@ -228,6 +289,35 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
         }
+    }
+
+    #[test]
+    fn other_readings_cover_empty_segments_and_path_params() {
+        // `..` after an empty segment: merged first it removes `es`, RFC 3986 order it removes the empty one.
+        assert_eq!(normalize_path("/es//../public/x").as_deref(), Ok("/public/x"));
+        assert_eq!(other_readings("/es//../public/x"), Ok(vec!["/es/public/x".to_owned()]));
+        assert_eq!(
+            other_readings("/es/x//../../public/x"),
+            Ok(vec!["/es/public/x".to_owned()])
+        );
+        // `;params` dropped per segment, the way Tomcat/Jetty/Spring read a path.
+        assert_eq!(normalize_path("/public/..;/es/x").as_deref(), Ok("/public/..;/es/x"));
+        assert_eq!(other_readings("/public/..;/es/x"), Ok(vec!["/es/x".to_owned()]));
+        assert_eq!(other_readings("/admin;x/secret"), Ok(vec!["/admin/secret".to_owned()]));
+        assert_eq!(other_readings("/x;jsessionid=1"), Ok(vec!["/x".to_owned()]));
+        // Both: every combination that differs.
+        assert_eq!(normalize_path("/a//..;/b").as_deref(), Ok("/a/..;/b"));
+        assert_eq!(
+            other_readings("/a//..;/b"),
+            Ok(vec!["/b".to_owned(), "/a/b".to_owned()])
+        );
+        // An encoded dot segment behind a parameter is ambiguous in the reading that drops the parameter.
+        assert_eq!(other_readings("/public/%2e%2e;/es/x"), Err(PathError::Ambiguous));
+        // Nothing to compare: no `//`, no `;` (the query does not count).
+        assert_eq!(other_readings("/a/../b?x=//;"), Ok(vec![]));
+        // `//` alone changes nothing: every reading merges or keeps it the same way.
+        assert_eq!(other_readings("//a/b"), Ok(vec![]));
+        assert_eq!(other_readings("/a//b/"), Ok(vec![]));
     }
 
     #[test]

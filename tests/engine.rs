@@ -588,6 +588,36 @@ fn rules_first_match_public_and_no_rule() {
 }
 
 #[test]
+fn paths_read_differently_by_upstreams_are_refused() {
+    // Regression (hostile corpus, issue 7): each of these was public for trustgate and protected for some
+    // upstream. `//` before `..` is `/healthz` when slashes are merged first and `/api/healthz` under RFC 3986
+    // dot-segment removal; `..;` is `..` for Tomcat/Jetty/Spring, which drop `;params` per segment.
+    let f = Fixture::new();
+    for p in [
+        "/api//../healthz",
+        "/api/x//../../healthz",
+        "/healthz/..;/api/x",
+        "/healthz/..;jsessionid=1/api/x",
+        "/healthz/%2e%2e;/api/x",
+        "/healthz;x",
+    ] {
+        let d = f.decide("GET", p, &[]);
+        assert_eq!(reason(&d), Reason::AmbiguousPath, "{p}");
+        assert_eq!(denied(&d).status(), 400, "{p}");
+    }
+    // Readings that agree on the rule are fine: a parameter or `//` that does not change which rule applies.
+    assert_eq!(allowed(&f.decide("GET", "//healthz", &[])).rule, "health");
+    assert_eq!(
+        reason(&f.decide("GET", "/api/x;jsessionid=1", &[])),
+        Reason::Missing
+    );
+    assert_eq!(
+        reason(&f.decide("GET", "/api//x/../y", &[])),
+        Reason::Missing
+    );
+}
+
+#[test]
 fn host_and_method_matching() {
     let f = Fixture::new();
     let t = f.token("ES256", "es", Fixture::good_claims());

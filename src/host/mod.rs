@@ -534,12 +534,12 @@ fn peer_certificate() -> Option<PeerCert> {
     (!cert.sha256.is_empty()).then_some(cert)
 }
 
-/// Reads the request headers (one host call), removes from the request every header of `strip` that is
-/// present (all values; any case, as Envoy keeps names lower-case), and returns the request as the core sees
-/// it: without the stripped headers. `None` when the host refused a read or a removal.
-fn strip_and_snapshot(strip: &[String], end_of_stream: bool) -> Option<Snapshot> {
+/// Reads the request headers (one host call), removes from the request every header the policy strips that
+/// is present (all values; any case, and `_` spellings of the names: [`Policy::strips`]), and returns the
+/// request as the core sees it: without the stripped headers. `None` when the host refused a read or a removal.
+fn strip_and_snapshot(policy: &Policy, end_of_stream: bool) -> Option<Snapshot> {
     let raw = hostcalls::get_map_bytes(REQ).ok()?;
-    let stripped = |name: &str| strip.iter().any(|s| s.eq_ignore_ascii_case(name));
+    let stripped = |name: &str| policy.strips(name);
     let mut removed: Vec<&str> = Vec::new();
     for (name, _) in &raw {
         if stripped(name) && !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
@@ -627,7 +627,7 @@ impl HttpContext for Filter {
         };
         // Forged identity headers go first, before any decision: on every request, whatever follows. If the
         // host refuses to show or remove them, the request is answered here and goes nowhere.
-        let Some(mut snapshot) = strip_and_snapshot(&st.policy.strip, end_of_stream) else {
+        let Some(mut snapshot) = strip_and_snapshot(&st.policy, end_of_stream) else {
             deny_internal("headers_unavailable");
             return Action::Pause;
         };
