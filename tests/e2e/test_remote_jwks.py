@@ -84,27 +84,6 @@ def token(key: h.SigningKey, issuer: str = h.ISSUER, **kw) -> str:
     return mint(key, h.claims(iss=issuer), **kw)
 
 
-def start_envoy(envoy_bin, wasm, upstream, workdir, config: dict, clusters: dict[str, int], name: str) -> h.Envoy:
-    envoy = h.Envoy(
-        envoy_bin,
-        workdir,
-        lambda port, admin: h.gateway_bootstrap_with_clusters(
-            listener_port=port,
-            admin_port=admin,
-            upstream_port=upstream.port,
-            filter_config=config,
-            wasm=wasm,
-            extra_clusters=[h.static_cluster(c, p) for c, p in clusters.items()],
-        ),
-        name=name,
-    )
-    try:
-        return envoy.start()
-    except h.HarnessError as e:
-        envoy.stop()
-        pytest.fail(str(e), pytrace=False)
-
-
 def assert_allowed(resp: h.Response, upstream: h.EchoUpstream, path: str, n: int = 1) -> None:
     assert resp.status == 200, resp.describe()
     seen = [s for s in upstream.seen if s.path == path]
@@ -260,7 +239,7 @@ def gw(envoy_bin, wasm, upstream, jwks, remote_keys, tmp_path_factory) -> h.Envo
             DISCBAD: jwt_provider(discovery(**short), issuer=DISCBAD_ISSUER),
         }
     )
-    envoy = start_envoy(envoy_bin, wasm, upstream, tmp_path_factory.mktemp("remote_jwks"), config, {CLUSTER: jwks.port}, "remote_jwks")
+    envoy = h.start_gateway(envoy_bin, wasm, upstream, tmp_path_factory.mktemp("remote_jwks"), config, {CLUSTER: jwks.port}, "remote_jwks")
     _STARTED[id(envoy)] = time.monotonic()
     yield envoy
     envoy.stop()
@@ -505,7 +484,7 @@ def test_server_down_at_startup(envoy_bin, wasm, upstream, tmp_path):
     server.set_jwks("/late/jwks.json", [key.jwk])
     wait_ms = 500
     config = filter_config({"late": jwt_provider(remote("/late/jwks.json", cluster="jwks_late", startup_wait_ms=wait_ms, timeout_ms=500))})
-    envoy = start_envoy(envoy_bin, wasm, upstream, tmp_path, config, {"jwks_late": server.port}, "remote_jwks_down")
+    envoy = h.start_gateway(envoy_bin, wasm, upstream, tmp_path, config, {"jwks_late": server.port}, "remote_jwks_down")
     try:
         tok = token(key)
         client_timeout = wait_ms / 1000 + 3
@@ -553,7 +532,7 @@ def test_failures_keep_the_stale_set(envoy_bin, wasm, upstream, tmp_path):
     server = JwksServer(hang_s=20)
     server.set_jwks(path, [key.jwk], max_age=1)
     config = filter_config({"stale": jwt_provider(remote(path, timeout_ms=500, min_refresh_s=1))})
-    envoy = start_envoy(envoy_bin, wasm, upstream, tmp_path, config, {CLUSTER: server.port}, "remote_jwks_stale")
+    envoy = h.start_gateway(envoy_bin, wasm, upstream, tmp_path, config, {CLUSTER: server.port}, "remote_jwks_stale")
     tok = token(key)
     n = 0
 

@@ -730,6 +730,31 @@ def gateway_bootstrap_with_clusters(*, extra_clusters: Sequence[dict] = (), **kw
     return bootstrap
 
 
+def start_gateway(envoy_bin, wasm, upstream, workdir, config: dict, clusters: dict[str, int], name: str) -> "Envoy":
+    """An Envoy with trustgate (`config`) in front of `upstream` and a static cluster per `clusters` entry
+    (name -> loopback port), started; a start-up failure fails the test with Envoy's own words."""
+    import pytest
+
+    envoy = Envoy(
+        envoy_bin,
+        workdir,
+        lambda port, admin: gateway_bootstrap_with_clusters(
+            listener_port=port,
+            admin_port=admin,
+            upstream_port=upstream.port,
+            filter_config=config,
+            wasm=wasm,
+            extra_clusters=[static_cluster(c, p) for c, p in clusters.items()],
+        ),
+        name=name,
+    )
+    try:
+        return envoy.start()
+    except HarnessError as e:
+        envoy.stop()
+        pytest.fail(str(e), pytrace=False)
+
+
 def wasm_log_lines(envoy: "Envoy", marker: str = "trustgate: ") -> list[str]:
     """The filter's own log lines (Envoy's wasm log), text from `marker` on, in order."""
     out = []
@@ -915,3 +940,208 @@ def assert_denied(resp: "Response", upstream: "EchoUpstream", status: int, reaso
         assert body.get("reason") in reasons, resp.describe()
     assert resp.header("x-trustgate-reason") == body.get("reason"), resp.describe()
     return body
+
+
+# ------------------------------------------------------------------------------ hostile clients (issue 7)
+# Byte-exact HTTP/1.1 and HTTP/2 (h2c, prior knowledge) clients for the hostile-input corpus: header names
+# and values, the path and duplicates go on the wire exactly as given (no validation, no normalization), so
+# the corpus can send what a well-behaved client library refuses to. The gateway listener (codec_type AUTO)
+# accepts both protocols on one port: AUTO detects the HTTP/2 connection preface.
+
+
+class StreamReset(HarnessError):
+    """The server reset the HTTP/2 stream (or closed the connection) instead of answering."""
+
+    def __init__(self, what: str, code: int | None = None) -> None:
+        super().__init__(what)
+        self.code = code
+
+
+def _b(x: "str | bytes") -> bytes:
+    return x if isinstance(x, bytes) else x.encode("utf-8")
+
+
+def h1_raw(port: int, request: bytes, timeout: float = HTTP_TIMEOUT_S) -> Response:
+    """Send `request` (a complete HTTP/1.1 request, as bytes) on a fresh connection and read one response.
+    Raises StreamReset when the server closes the connection without a response."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall(request)
+        resp = http.client.HTTPResponse(sock, method=request.split(b" ", 1)[0].decode("latin-1"))
+        try:
+            resp.begin()
+        except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine) as e:
+            raise StreamReset(f"HTTP/1.1 connection closed without a response: {e!r}") from None
+        data = resp.read()
+        return Response(resp.status, list(resp.getheaders()), data)
+    finally:
+        sock.close()
+
+
+def h1_request(
+    port: int,
+    path: "str | bytes",
+    headers: Sequence[tuple["str | bytes", "str | bytes"]] = (),
+    method: str = "GET",
+    body: bytes | None = None,
+    host: "str | bytes" = "localhost",
+    timeout: float = HTTP_TIMEOUT_S,
+) -> Response:
+    """One HTTP/1.1 request built byte by byte: `path`, header names and values go out verbatim (str as
+    UTF-8, bytes as they are), so invalid UTF-8, odd case, whitespace and duplicates reach Envoy's codec."""
+    lines = [_b(method) + b" " + _b(path) + b" HTTP/1.1", b"Host: " + _b(host)]
+    for name, value in headers:
+        lines.append(_b(name) + b": " + _b(value))
+    if body is not None:
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    lines.append(b"Connection: close")
+    raw = b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
+    return h1_raw(port, raw, timeout)
+
+
+def h2_request(
+    port: int,
+    path: "str | bytes",
+    headers: Sequence[tuple["str | bytes", "str | bytes"]] = (),
+    method: str = "GET",
+    body: bytes | None = None,
+    host: "str | bytes" = "localhost",
+    timeout: float = HTTP_TIMEOUT_S,
+) -> Response:
+    """One HTTP/2 request over cleartext with prior knowledge (h2c, RFC 9113 section 3.3) on a fresh
+    connection, using the `h2` library with outbound validation and normalization off: names, values and
+    `:path` go out byte-exact (HPACK carries any bytes). Raises StreamReset when Envoy resets the stream or
+    the connection (what its codec does with a request RFC 9113 calls malformed)."""
+    import h2.config
+    import h2.connection
+
+    cfg = h2.config.H2Configuration(
+        client_side=True,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        split_outbound_cookies=False,
+    )
+    conn = h2.connection.H2Connection(config=cfg)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        return _h2_exchange(conn, sock, method, path, headers, body, host, timeout)
+    except (ConnectionResetError, BrokenPipeError) as e:
+        raise StreamReset(f"HTTP/2 connection reset by Envoy: {e!r}") from None
+    finally:
+        sock.close()
+
+
+def _h2_exchange(conn, sock, method, path, headers, body, host, timeout) -> Response:
+    """One request/response on a fresh h2c connection (see h2_request)."""
+    import h2.events
+
+    conn.initiate_connection()
+    conn.increment_flow_control_window(1 << 24)
+    sock.sendall(conn.data_to_send())
+    sid = conn.get_next_available_stream_id()
+    hdrs = [(b":method", _b(method)), (b":scheme", b"http"), (b":authority", _b(host)), (b":path", _b(path))]
+    hdrs += [(_b(n), _b(v)) for n, v in headers]
+    if body is not None:
+        hdrs.append((b"content-length", str(len(body)).encode()))
+    conn.send_headers(sid, hdrs, end_stream=body is None)
+    if body is not None:
+        conn.send_data(sid, body, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status: int | None = None
+    resp_headers: list[tuple[str, str]] = []
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no complete HTTP/2 response within {timeout}s")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise StreamReset("HTTP/2 connection closed before the response ended")
+        for ev in conn.receive_data(chunk):
+            if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
+                for n, v in ev.headers:
+                    n, v = n.decode("latin-1"), v.decode("latin-1")
+                    if n == ":status":
+                        status = int(v)
+                    else:
+                        resp_headers.append((n, v))
+            elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                data += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+            elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
+                raise StreamReset(f"HTTP/2 stream reset (error code {ev.error_code})", int(ev.error_code))
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                raise StreamReset(f"HTTP/2 GOAWAY (error code {ev.error_code})", int(ev.error_code))
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                if status is None:
+                    raise StreamReset("HTTP/2 stream ended without a :status")
+                return Response(status, resp_headers, bytes(data))
+        out = conn.data_to_send()
+        if out:
+            sock.sendall(out)
+
+
+PROTOCOLS = {"http1": h1_request, "http2": h2_request}
+
+
+# ------------------------------------------------------------------------------ wasm failures in Envoy's log
+
+# What Envoy 1.40 (V8) logs when a wasm VM panics or traps, and the filter's own critical panic-hook line.
+WASM_FAILURE_MARKERS = (
+    "panicked",
+    "wasm trap",
+    "Function: proxy_on_",
+    "Uncaught",
+    "RuntimeError",
+    "wasm_fail_stream",
+)
+
+
+def wasm_failure_lines(envoy: "Envoy") -> list[str]:
+    """Log lines showing a wasm panic, trap or failed VM (empty when the VM never failed)."""
+    return [redact(l) for l in envoy.log_text().splitlines() if any(m in l for m in WASM_FAILURE_MARKERS)]
+
+
+# ------------------------------------------------------------------------------ LDS from a file (issue 7)
+
+
+def gateway_listener(*, listener_port: int, upstream_port: int, filter_config: dict | str, wasm: Path) -> dict:
+    """The gateway listener of `gateway_bootstrap` (listener -> trustgate -> router -> echo), alone: what an
+    LDS resource holds."""
+    boot = gateway_bootstrap(
+        listener_port=listener_port, admin_port=0, upstream_port=upstream_port, filter_config=filter_config, wasm=wasm
+    )
+    return boot["static_resources"]["listeners"][0]
+
+
+def lds_bootstrap(*, admin_port: int, lds_dir: Path, upstream_port: int, extra_clusters: Sequence[dict] = ()) -> dict:
+    """A bootstrap whose listeners come from `lds_dir/lds.json` (file-based LDS, `path_config_source` with a
+    `watched_directory`: Envoy reloads it when a file is moved into the directory), with the echo cluster and
+    `extra_clusters` static. Write the listener with `write_lds`."""
+    boot = gateway_bootstrap(listener_port=0, admin_port=admin_port, upstream_port=upstream_port, filter_config="{}", wasm=Path("/"))
+    del boot["static_resources"]["listeners"]
+    boot["static_resources"]["clusters"].extend(extra_clusters)
+    boot["node"] = {"id": "trustgate-e2e", "cluster": "trustgate-e2e"}  # required by file-based xDS
+    boot["dynamic_resources"] = {
+        "lds_config": {
+            "resource_api_version": "V3",
+            "path_config_source": {"path": str(Path(lds_dir) / "lds.json"), "watched_directory": {"path": str(lds_dir)}},
+        }
+    }
+    return boot
+
+
+def write_lds(lds_dir: Path, listeners: Sequence[dict], version: str | None = None) -> None:
+    """Replace `lds_dir/lds.json` atomically (write a temporary file in the same directory, then rename it over
+    the old one: Envoy never reads a half-written file, and the move is what its directory watch sees)."""
+    doc = {
+        "version_info": version or str(time.time_ns()),
+        "resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **l} for l in listeners],
+    }
+    lds_dir = Path(lds_dir)
+    tmp = lds_dir / f".lds.{os.getpid()}.{time.time_ns()}.tmp"
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.rename(tmp, lds_dir / "lds.json")
