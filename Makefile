@@ -7,6 +7,7 @@
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
+#   make soak    10 min of mixed traffic, JWKS rotating every minute: wrong decisions, 5xx, Envoy RSS (bench/soak.json)
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
 #
@@ -30,7 +31,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke flood bench clean distclean oci oci-deps istio-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke flood bench soak clean distclean oci oci-deps istio-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -149,6 +150,13 @@ bench: deps
 	$(MAKE) --no-print-directory build
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml --target-dir target/bench-noop
 	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
+
+# Soak (issue 7): 10 minutes of mixed traffic (valid, invalid, replayed HMAC, a JWKS rotating every minute) through
+# Envoy on 2 workers; counts wrongly accepted/rejected requests and 5xx, samples Envoy's RSS every 10 s, writes
+# bench/soak.json, fails on any wrong answer or RSS growth after warm-up. SOAK_ARGS="--minutes 1" for a quick run.
+SOAK_ARGS ?=
+soak: build py-deps envoy-venv
+	$(VENV_PY) scripts/soak.py $(SOAK_ARGS)
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each, corpora seeded from
 # ../shared/vectors/ and the example configs (scripts/fuzz_seeds.py). `make fuzz-smoke` (part of `make test`)
