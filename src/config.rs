@@ -1123,7 +1123,7 @@ fn compile_provider(path: &str, name: &str, raw: &RawProvider) -> Result<Provide
             let mut masters = Vec::new();
             for (kname, hex) in &sg.master_keys {
                 let key = crate::b64::hex32(hex.trim())
-                    .filter(|k| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok())
+                    .filter(|k| crate::crypto::Ed25519Key::from_bytes(k).is_some())
                     .ok_or_else(|| ConfigError {
                         path: format!("{path}.master_keys.{kname}"),
                         message: "expected 64 hex digits of an Ed25519 public key".into(),

@@ -7,10 +7,11 @@
 //! with PATH percent-decoded and the query raw. Verification needs only the master public key.
 
 use crate::b64;
-use ed25519_dalek::{Signature, VerifyingKey};
+use crate::crypto::Ed25519Key;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Largest `Signet-Proof` value parsed.
 pub const MAX_PROOF_BYTES: usize = 8192;
@@ -179,16 +180,20 @@ pub fn replay_key(p: &Proof) -> String {
 }
 
 fn ed25519_ok(public: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
-    VerifyingKey::from_bytes(public)
-        .map(|k| k.verify_strict(msg, &Signature::from_bytes(sig)).is_ok())
-        .unwrap_or(false)
+    Ed25519Key::from_bytes(public).is_some_and(|k| k.verify(msg, sig))
 }
 
-/// Verified bindings of this VM: `(epk, exp, pur, p)` → the master public key that signed it, until `exp`.
-/// Bounded.
+/// Verified bindings of this VM: `(epk, exp, pur, p)` → the master public key that signed it and the decoded
+/// ephemeral key (which gets its precomputed table once the agent has used it often), until `exp`. Bounded.
 #[derive(Default)]
 pub struct BindingCache {
-    map: RefCell<HashMap<BindingId, (MasterKey, i64)>>,
+    map: RefCell<HashMap<BindingId, Binding>>,
+}
+
+struct Binding {
+    master: MasterKey,
+    exp: i64,
+    ephemeral: Rc<Ed25519Key>,
 }
 
 /// SHA-256 of `(epk, exp, pur, p)`.
@@ -210,22 +215,27 @@ impl BindingCache {
         h.finalize().into()
     }
 
-    fn get(&self, p: &Proof, now: i64) -> Option<[u8; 32]> {
+    fn get(&self, p: &Proof, now: i64) -> Option<([u8; 32], Rc<Ed25519Key>)> {
         let map = self.map.try_borrow().ok()?;
         map.get(&Self::key(p))
-            .filter(|(_, exp)| now <= *exp)
-            .map(|(m, _)| *m)
+            .filter(|b| now <= b.exp)
+            .map(|b| (b.master, b.ephemeral.clone()))
     }
 
-    fn put(&self, p: &Proof, master: [u8; 32], now: i64) {
+    fn put(&self, p: &Proof, master: [u8; 32], ephemeral: Rc<Ed25519Key>, now: i64) {
         if let Ok(mut map) = self.map.try_borrow_mut() {
             if map.len() >= CACHE_MAX {
-                map.retain(|_, (_, exp)| now <= *exp);
+                map.retain(|_, b| now <= b.exp);
                 if map.len() >= CACHE_MAX {
                     map.clear();
                 }
             }
-            map.insert(Self::key(p), (master, p.exp));
+            let binding = Binding {
+                master,
+                exp: p.exp,
+                ephemeral,
+            };
+            map.insert(Self::key(p), binding);
         }
     }
 
@@ -258,28 +268,28 @@ pub fn verify(
         return Err(SignetError::StaleTimestamp);
     }
     // A cached binding counts only if its master key is one of this provider's.
-    let cached = cache
-        .get(p, now)
-        .and_then(|key| masters.iter().position(|m| *m == key));
-    let master = match cached {
-        Some(i) => i,
+    let cached = cache.get(p, now).and_then(|(key, ephemeral)| {
+        masters
+            .iter()
+            .position(|m| *m == key)
+            .map(|i| (i, ephemeral))
+    });
+    let (master, ephemeral) = match cached {
+        Some(hit) => hit,
         None => {
             let msg = binding_message(&p.epk, p.exp, &p.purpose);
             let i = masters
                 .iter()
                 .position(|m| ed25519_ok(m, &msg, &p.binding))
                 .ok_or(SignetError::BadSignature)?;
+            let ephemeral = Rc::new(Ed25519Key::from_bytes(&p.epk).ok_or(SignetError::BadSignature)?);
             if let Some(key) = masters.get(i) {
-                cache.put(p, *key, now);
+                cache.put(p, *key, ephemeral.clone(), now);
             }
-            i
+            (i, ephemeral)
         }
     };
-    if !ed25519_ok(
-        &p.epk,
-        &request_message(method, raw_path, p.ts, &p.nonce),
-        &p.sig,
-    ) {
+    if !ephemeral.verify(&request_message(method, raw_path, p.ts, &p.nonce), &p.sig) {
         return Err(SignetError::BadSignature);
     }
     Ok(master)

@@ -202,7 +202,7 @@ impl PrivateKey {
             PrivateKey::Rsa(k) => VerifyKey::Rsa(Box::new(k.to_public_key())),
             PrivateKey::P256(k) => VerifyKey::P256(*k.verifying_key()),
             PrivateKey::P384(k) => VerifyKey::P384(*k.verifying_key()),
-            PrivateKey::Ed25519(k) => VerifyKey::Ed25519(k.verifying_key()),
+            PrivateKey::Ed25519(k) => VerifyKey::Ed25519(Box::new(k.verifying_key().into())),
         }
     }
 
@@ -296,7 +296,7 @@ pub fn public_pem(key: &VerifyKey) -> Result<String, CliError> {
         VerifyKey::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
         VerifyKey::P256(k) => k.to_public_key_pem(LineEnding::LF),
         VerifyKey::P384(k) => k.to_public_key_pem(LineEnding::LF),
-        VerifyKey::Ed25519(k) => k.to_public_key_pem(LineEnding::LF),
+        VerifyKey::Ed25519(k) => k.verifying_key().to_public_key_pem(LineEnding::LF),
         VerifyKey::Secret(_) => return Err(failure("a shared secret has no public key")),
     };
     pem.map_err(|e| failure(format!("cannot encode the public key: {e}")))
@@ -338,7 +338,7 @@ fn required_members(key: &VerifyKey) -> Result<Vec<(&'static str, String)>, CliE
         VerifyKey::Ed25519(k) => vec![
             ("crv", "Ed25519".into()),
             ("kty", "OKP".into()),
-            ("x", e(k.as_bytes())),
+            ("x", e(k.verifying_key().as_bytes())),
         ],
         VerifyKey::Secret(_) => {
             return Err(failure(
