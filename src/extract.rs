@@ -5,6 +5,7 @@
 //! two `Authorization` headers, or a header and a query parameter, are refused rather than guessed between.
 
 use crate::decision::HeaderOp;
+use std::borrow::Cow;
 use crate::request::RequestView;
 
 /// Where a credential is looked for.
@@ -28,10 +29,11 @@ impl TokenSource {
     }
 }
 
-/// The one credential found, and how to remove it from the request.
+/// The one credential found, and how to remove it from the request. A header's credential is borrowed
+/// from the request; a decoded query or cookie value is owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub value: String,
+pub struct Found<'a> {
+    pub value: Cow<'a, str>,
     pub remove: HeaderOp,
 }
 
@@ -98,9 +100,12 @@ fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Finds the single credential among `sources`. `Ok(None)`: none present.
-pub fn find(sources: &[TokenSource], req: &RequestView<'_>) -> Result<Option<Found>, Multiple> {
-    let mut found: Option<Found> = None;
-    let mut put = |f: Found| {
+pub fn find<'a>(
+    sources: &[TokenSource],
+    req: &RequestView<'a>,
+) -> Result<Option<Found<'a>>, Multiple> {
+    let mut found: Option<Found<'a>> = None;
+    let mut put = |f: Found<'a>| {
         if found.replace(f).is_some() {
             Err(Multiple)
         } else {
@@ -123,7 +128,7 @@ pub fn find(sources: &[TokenSource], req: &RequestView<'_>) -> Result<Option<Fou
                         continue;
                     }
                     put(Found {
-                        value: token.to_owned(),
+                        value: Cow::Borrowed(token),
                         remove: HeaderOp::Remove(name.clone()),
                     })?;
                 }
@@ -148,7 +153,7 @@ pub fn find(sources: &[TokenSource], req: &RequestView<'_>) -> Result<Option<Fou
                     };
                     // A value that does not decode is still a credential: it is present, and refused later.
                     put(Found {
-                        value: percent_decode(v).unwrap_or_else(|| v.to_owned()),
+                        value: percent_decode(v).map_or(Cow::Borrowed(v), Cow::Owned),
                         remove: HeaderOp::Set(":path".into(), new_path),
                     })?;
                 }
@@ -171,7 +176,7 @@ pub fn find(sources: &[TokenSource], req: &RequestView<'_>) -> Result<Option<Fou
                             HeaderOp::Set("cookie".into(), kept.join("; "))
                         };
                         put(Found {
-                            value: v.trim_matches('"').to_owned(),
+                            value: Cow::Borrowed(v.trim_matches('"')),
                             remove,
                         })?;
                     }

@@ -19,7 +19,10 @@ pub struct RequestView<'a> {
 
 impl<'a> RequestView<'a> {
     /// Every value of header `name` (compared case-insensitively), in order.
-    pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn header_values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -27,7 +30,7 @@ impl<'a> RequestView<'a> {
     }
 
     /// True when header `name` is present at least once.
-    pub fn has_header(&self, name: &'a str) -> bool {
+    pub fn has_header(&self, name: &str) -> bool {
         self.header_values(name).next().is_some()
     }
 }

@@ -110,10 +110,17 @@ impl Reading {
 }
 
 fn read_path(raw: &str, how: Reading) -> Result<String, PathError> {
+    read_path_with(raw, how, true)
+}
+
+fn read_path_with(raw: &str, how: Reading, fast: bool) -> Result<String, PathError> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotAbsolute);
     };
+    if fast && !how.strip_params && already_normal(path) {
+        return Ok(path.to_owned());
+    }
     let mut out: Vec<String> = Vec::new();
     let segments: Vec<&str> = rest.split('/').collect();
     let last = segments.len().saturating_sub(1);
@@ -151,6 +158,28 @@ fn read_path(raw: &str, how: Reading) -> Result<String, PathError> {
     Ok(norm)
 }
 
+/// True when every reading leaves `path` (absolute, no query) as it is: nothing to decode, no empty or dot
+/// segment, nothing ambiguous. Most requests: they skip the segment-by-segment work.
+fn already_normal(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if rest
+        .bytes()
+        .any(|c| c == b'%' || c == b'\\' || c.is_ascii_control())
+    {
+        return false;
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
+}
+
 /// The other ways an upstream may read `raw` when they can differ from [`normalize_path`]'s: with `..`
 /// removing an empty segment (`//` before `..`: RFC 3986 dot-segment removal, then slashes merged), and with
 /// `;params` removed from every segment. Empty when `raw` has neither `//` nor `;` before its query: then
@@ -158,8 +187,9 @@ fn read_path(raw: &str, how: Reading) -> Result<String, PathError> {
 /// reading that is ambiguous on its own (`%2e%2e;` without its parameter) makes the whole path an error.
 pub fn other_readings(raw: &str) -> Result<Vec<String>, PathError> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
-    let slashes = path.contains("//");
-    let params = path.contains(';');
+    let b = path.as_bytes();
+    let slashes = b.windows(2).any(|w| w == b"//");
+    let params = b.contains(&b';');
     if !slashes && !params {
         return Ok(Vec::new());
     }
@@ -318,6 +348,26 @@ mod tests {
         // `//` alone changes nothing: every reading merges or keeps it the same way.
         assert_eq!(other_readings("//a/b"), Ok(vec![]));
         assert_eq!(other_readings("/a//b/"), Ok(vec![]));
+    }
+
+    #[test]
+    fn the_fast_path_reads_like_the_segment_walk() {
+        // Every path of up to 6 characters over an alphabet of the characters that matter.
+        let alphabet = ['/', '.', 'a', ';', '%', '2', 'e', '\\', '?'];
+        let mut paths = vec![String::new()];
+        let mut level = vec![String::new()];
+        for _ in 0..6 {
+            level = level
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(level.iter().cloned());
+        }
+        for p in paths.iter().map(|p| format!("/{p}")) {
+            for how in [Reading::MERGE_FIRST, Reading { merge_first: false, strip_params: false }] {
+                assert_eq!(read_path_with(&p, how, true), read_path_with(&p, how, false), "{p:?}");
+            }
+        }
     }
 
     #[test]
