@@ -7,7 +7,12 @@
 //! ```
 //!
 //! Node runs the module in V8 like Envoy does, without Envoy's host calls: figures for the pure-Rust paths.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use ed25519_dalek::Signer as _;
 use std::time::Instant;
 use trustgate::crypto::{verify, Alg, Ed25519Key, VerifyKey, TABLE_AFTER};
@@ -53,5 +58,7 @@ fn main() {
     let point = p256.verifying_key().to_encoded_point(false);
     let key = VerifyKey::p256(point.x().unwrap(), point.y().unwrap()).unwrap();
     let sig = sig.to_bytes();
-    time("ES256 (pure Rust; Envoy offloads it)", 200, || verify(Alg::ES256, &key, &msg, &sig));
+    time("ES256 (pure Rust; Envoy offloads it)", 200, || {
+        verify(Alg::ES256, &key, &msg, &sig)
+    });
 }

@@ -8,7 +8,12 @@
 //! ```
 //!
 //! An argument runs only the timings whose label contains it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use p256::ecdsa::signature::Signer as _;
@@ -24,10 +29,17 @@ fn time<F: FnMut()>(label: &str, n: u32, mut f: F) {
             return;
         }
     }
-    for _ in 0..(n / 10) { f(); }
+    for _ in 0..(n / 10) {
+        f();
+    }
     let t = Instant::now();
-    for _ in 0..n { f(); }
-    println!("{label}: {:.0} ns", t.elapsed().as_nanos() as f64 / f64::from(n));
+    for _ in 0..n {
+        f();
+    }
+    println!(
+        "{label}: {:.0} ns",
+        t.elapsed().as_nanos() as f64 / f64::from(n)
+    );
 }
 
 fn main() {
@@ -48,16 +60,59 @@ fn main() {
     let headers: Vec<(String, String)> = vec![("authorization".into(), auth.clone())];
     let caches = Caches::default();
     let store = MemoryStore::default();
-    let view = RequestView { method: "GET", path: "/api/bench", authority: "bench.local", headers: &headers, body: Some(b""), peer: None };
+    let view = RequestView {
+        method: "GET",
+        path: "/api/bench",
+        authority: "bench.local",
+        headers: &headers,
+        body: Some(b""),
+        peer: None,
+    };
     let n = 100_000;
-    time("decide same token", n, || { let _ = decide(&policy, &view, now, &NoRemoteKeys, &store, &caches); });
-    time("siphash13 token", n, || { use std::hash::{Hash, Hasher}; let mut h = std::collections::hash_map::DefaultHasher::new(); tok.hash(&mut h); std::hint::black_box(h.finish()); });
-    { use p256::pkcs8::EncodePublicKey as _; let vk = *sk.verifying_key(); time("p256 spki der", 20000, || { std::hint::black_box(vk.to_public_key_der().unwrap()); }); }
-    { use rsa::pkcs8::EncodePublicKey as _; let n = rsa::BigUint::from_bytes_be(&[0xc5u8; 256]); let k = rsa::RsaPublicKey::new(n, rsa::BigUint::from(65537u32)).unwrap(); time("rsa spki der", 20000, || { std::hint::black_box(k.to_public_key_der().unwrap()); }); }
-    { let sig: p256::ecdsa::Signature = sk.sign(b"x"); let raw = sig.to_bytes(); time("p256 sig to der", 20000, || { std::hint::black_box(p256::ecdsa::Signature::from_slice(&raw).unwrap().to_der()); }); }
-    time("normalize_path", n, || { let _ = trustgate::rules::normalize_path("/api/bench"); });
+    time("decide same token", n, || {
+        let _ = decide(&policy, &view, now, &NoRemoteKeys, &store, &caches);
+    });
+    time("siphash13 token", n, || {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        tok.hash(&mut h);
+        std::hint::black_box(h.finish());
+    });
+    {
+        use p256::pkcs8::EncodePublicKey as _;
+        let vk = *sk.verifying_key();
+        time("p256 spki der", 20000, || {
+            std::hint::black_box(vk.to_public_key_der().unwrap());
+        });
+    }
+    {
+        use rsa::pkcs8::EncodePublicKey as _;
+        let n = rsa::BigUint::from_bytes_be(&[0xc5u8; 256]);
+        let k = rsa::RsaPublicKey::new(n, rsa::BigUint::from(65537u32)).unwrap();
+        time("rsa spki der", 20000, || {
+            std::hint::black_box(k.to_public_key_der().unwrap());
+        });
+    }
+    {
+        let sig: p256::ecdsa::Signature = sk.sign(b"x");
+        let raw = sig.to_bytes();
+        time("p256 sig to der", 20000, || {
+            std::hint::black_box(p256::ecdsa::Signature::from_slice(&raw).unwrap().to_der());
+        });
+    }
+    time("normalize_path", n, || {
+        let _ = trustgate::rules::normalize_path("/api/bench");
+    });
     let token = trustgate::jwt::UntrustedJwt::parse(&tok).unwrap();
     let _ = token;
-    time("parse token", n, || { let _ = trustgate::jwt::UntrustedJwt::parse(&tok); });
-    time("header Vec build (1 hdr)", n, || { let v: Vec<(String, String)> = vec![("authorization".into(), auth.clone()), ("host".into(), "bench.local".into())]; std::hint::black_box(v); });
+    time("parse token", n, || {
+        let _ = trustgate::jwt::UntrustedJwt::parse(&tok);
+    });
+    time("header Vec build (1 hdr)", n, || {
+        let v: Vec<(String, String)> = vec![
+            ("authorization".into(), auth.clone()),
+            ("host".into(), "bench.local".into()),
+        ];
+        std::hint::black_box(v);
+    });
 }

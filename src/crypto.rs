@@ -146,7 +146,7 @@ pub enum VerifyKey {
 /// Verification checks `[s]B = R + [k]A`. ed25519-dalek computes `[k](-A) + [s]B` with one variable-base
 /// double-scalar multiplication. A key verified [`TABLE_AFTER`] times gets a precomputed radix-16 table of
 /// `-A` (30 KiB, the kind ed25519-dalek keeps for `B`), so both products become fixed-base multiplications:
-/// measured in V8 (Envoy's wasm engine), 83 µs → 57 µs per verification; building the table costs about 17
+/// measured in V8 (Envoy's wasm engine), 83 µs → 61 µs per verification; building the table costs about 17
 /// verifications, which is why only keys in steady use get one, and at most [`MAX_TABLES`] per thread (VM).
 /// Both paths accept exactly what `VerifyingKey::verify_strict` accepts (canonical `s`, `R` and `A` not of
 /// small order, the same `k`, the same comparison of encodings); a test holds them to that over every Wycheproof
@@ -172,7 +172,9 @@ thread_local! {
 impl Ed25519Key {
     /// The key from its 32 bytes; `None` when they are not a point's encoding.
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Ed25519Key> {
-        ed25519_dalek::VerifyingKey::from_bytes(bytes).ok().map(Ed25519Key::from)
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .ok()
+            .map(Ed25519Key::from)
     }
 
     /// The ed25519-dalek key (encodings, PEM).
@@ -211,7 +213,8 @@ impl Ed25519Key {
             return self.key.verify_strict(msg, &sig).is_ok();
         };
         let (r_bytes, s_bytes) = sig.split_at(32);
-        let (Ok(r_bytes), Ok(s_bytes)) = (<[u8; 32]>::try_from(r_bytes), <[u8; 32]>::try_from(s_bytes))
+        let (Ok(r_bytes), Ok(s_bytes)) =
+            (<[u8; 32]>::try_from(r_bytes), <[u8; 32]>::try_from(s_bytes))
         else {
             return false;
         };
@@ -614,7 +617,10 @@ mod tests {
                 assert!(k.verify(b"msg", &sig));
             }
         }
-        assert_eq!(keys.iter().filter(|k| k.has_table()).count(), MAX_TABLES - before);
+        assert_eq!(
+            keys.iter().filter(|k| k.has_table()).count(),
+            MAX_TABLES - before
+        );
         assert!(keys.iter().all(|k| k.verify(b"msg", &sig)));
         drop(keys);
         assert_eq!(tables(), before);

@@ -113,9 +113,10 @@ pub fn decide(
     store: &dyn SharedStore,
     caches: &Caches,
 ) -> Decision {
-    let (path, others) = match (normalize_path(req.path), other_readings(req.path)) {
-        (Ok(p), Ok(o)) => (p, o),
-        _ => return deny(Reason::AmbiguousPath, None, None, Vec::new(), None),
+    let readings = normalize_path(req.path)
+        .and_then(|p| other_readings(req.path, &p).map(|others| (p, others)));
+    let Ok((path, others)) = readings else {
+        return deny(Reason::AmbiguousPath, None, None, Vec::new(), None);
     };
     let rule_for = |path: &str| {
         policy

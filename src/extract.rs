@@ -5,8 +5,8 @@
 //! two `Authorization` headers, or a header and a query parameter, are refused rather than guessed between.
 
 use crate::decision::HeaderOp;
-use std::borrow::Cow;
 use crate::request::RequestView;
+use std::borrow::Cow;
 
 /// Where a credential is looked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

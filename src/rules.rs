@@ -118,7 +118,7 @@ fn read_path_with(raw: &str, how: Reading, fast: bool) -> Result<String, PathErr
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotAbsolute);
     };
-    if fast && !how.strip_params && already_normal(path) {
+    if fast && !how.strip_params && already_normal(rest) {
         return Ok(path.to_owned());
     }
     let mut out: Vec<String> = Vec::new();
@@ -158,12 +158,9 @@ fn read_path_with(raw: &str, how: Reading, fast: bool) -> Result<String, PathErr
     Ok(norm)
 }
 
-/// True when every reading leaves `path` (absolute, no query) as it is: nothing to decode, no empty or dot
-/// segment, nothing ambiguous. Most requests: they skip the segment-by-segment work.
-fn already_normal(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
+/// True when every reading leaves the path (`rest`: after its leading `/`, no query) as it is: nothing to
+/// decode, no empty or dot segment, nothing ambiguous. Most requests: they skip the segment-by-segment work.
+fn already_normal(rest: &str) -> bool {
     if rest
         .bytes()
         .any(|c| c == b'%' || c == b'\\' || c.is_ascii_control())
@@ -183,9 +180,10 @@ fn already_normal(path: &str) -> bool {
 /// The other ways an upstream may read `raw` when they can differ from [`normalize_path`]'s: with `..`
 /// removing an empty segment (`//` before `..`: RFC 3986 dot-segment removal, then slashes merged), and with
 /// `;params` removed from every segment. Empty when `raw` has neither `//` nor `;` before its query: then
-/// every reading is the same. Only readings that differ from `normalize_path(raw)` are listed, each once. A
-/// reading that is ambiguous on its own (`%2e%2e;` without its parameter) makes the whole path an error.
-pub fn other_readings(raw: &str) -> Result<Vec<String>, PathError> {
+/// every reading is the same. `primary` is `normalize_path(raw)`; only readings that differ from it are
+/// listed, each once. A reading that is ambiguous on its own (`%2e%2e;` without its parameter) makes the
+/// whole path an error.
+pub fn other_readings(raw: &str, primary: &str) -> Result<Vec<String>, PathError> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     let b = path.as_bytes();
     let slashes = b.windows(2).any(|w| w == b"//");
@@ -193,7 +191,6 @@ pub fn other_readings(raw: &str) -> Result<Vec<String>, PathError> {
     if !slashes && !params {
         return Ok(Vec::new());
     }
-    let primary = normalize_path(raw)?;
     let mut readings: Vec<String> = Vec::new();
     for merge_first in [true, false] {
         for strip_params in [false, true] {
@@ -201,7 +198,10 @@ pub fn other_readings(raw: &str) -> Result<Vec<String>, PathError> {
                 merge_first,
                 strip_params,
             };
-            if how == Reading::MERGE_FIRST || (!merge_first && !slashes) || (strip_params && !params) {
+            if how == Reading::MERGE_FIRST
+                || (!merge_first && !slashes)
+                || (strip_params && !params)
+            {
                 continue;
             }
             let r = read_path(raw, how)?;
@@ -321,33 +321,49 @@ mod tests {
         }
     }
 
+    fn readings(raw: &str) -> Result<Vec<String>, PathError> {
+        other_readings(raw, &normalize_path(raw)?)
+    }
+
     #[test]
     fn other_readings_cover_empty_segments_and_path_params() {
         // `..` after an empty segment: merged first it removes `es`, RFC 3986 order it removes the empty one.
-        assert_eq!(normalize_path("/es//../public/x").as_deref(), Ok("/public/x"));
-        assert_eq!(other_readings("/es//../public/x"), Ok(vec!["/es/public/x".to_owned()]));
         assert_eq!(
-            other_readings("/es/x//../../public/x"),
+            normalize_path("/es//../public/x").as_deref(),
+            Ok("/public/x")
+        );
+        assert_eq!(
+            readings("/es//../public/x"),
+            Ok(vec!["/es/public/x".to_owned()])
+        );
+        assert_eq!(
+            readings("/es/x//../../public/x"),
             Ok(vec!["/es/public/x".to_owned()])
         );
         // `;params` dropped per segment, the way Tomcat/Jetty/Spring read a path.
-        assert_eq!(normalize_path("/public/..;/es/x").as_deref(), Ok("/public/..;/es/x"));
-        assert_eq!(other_readings("/public/..;/es/x"), Ok(vec!["/es/x".to_owned()]));
-        assert_eq!(other_readings("/admin;x/secret"), Ok(vec!["/admin/secret".to_owned()]));
-        assert_eq!(other_readings("/x;jsessionid=1"), Ok(vec!["/x".to_owned()]));
+        assert_eq!(
+            normalize_path("/public/..;/es/x").as_deref(),
+            Ok("/public/..;/es/x")
+        );
+        assert_eq!(readings("/public/..;/es/x"), Ok(vec!["/es/x".to_owned()]));
+        assert_eq!(
+            readings("/admin;x/secret"),
+            Ok(vec!["/admin/secret".to_owned()])
+        );
+        assert_eq!(readings("/x;jsessionid=1"), Ok(vec!["/x".to_owned()]));
         // Both: every combination that differs.
         assert_eq!(normalize_path("/a//..;/b").as_deref(), Ok("/a/..;/b"));
         assert_eq!(
-            other_readings("/a//..;/b"),
+            readings("/a//..;/b"),
             Ok(vec!["/b".to_owned(), "/a/b".to_owned()])
         );
         // An encoded dot segment behind a parameter is ambiguous in the reading that drops the parameter.
-        assert_eq!(other_readings("/public/%2e%2e;/es/x"), Err(PathError::Ambiguous));
+        assert_eq!(readings("/public/%2e%2e;/es/x"), Err(PathError::Ambiguous));
         // Nothing to compare: no `//`, no `;` (the query does not count).
-        assert_eq!(other_readings("/a/../b?x=//;"), Ok(vec![]));
+        assert_eq!(readings("/a/../b?x=//;"), Ok(vec![]));
         // `//` alone changes nothing: every reading merges or keeps it the same way.
-        assert_eq!(other_readings("//a/b"), Ok(vec![]));
-        assert_eq!(other_readings("/a//b/"), Ok(vec![]));
+        assert_eq!(readings("//a/b"), Ok(vec![]));
+        assert_eq!(readings("/a//b/"), Ok(vec![]));
     }
 
     #[test]
@@ -364,8 +380,18 @@ mod tests {
             paths.extend(level.iter().cloned());
         }
         for p in paths.iter().map(|p| format!("/{p}")) {
-            for how in [Reading::MERGE_FIRST, Reading { merge_first: false, strip_params: false }] {
-                assert_eq!(read_path_with(&p, how, true), read_path_with(&p, how, false), "{p:?}");
+            for how in [
+                Reading::MERGE_FIRST,
+                Reading {
+                    merge_first: false,
+                    strip_params: false,
+                },
+            ] {
+                assert_eq!(
+                    read_path_with(&p, how, true),
+                    read_path_with(&p, how, false),
+                    "{p:?}"
+                );
             }
         }
     }

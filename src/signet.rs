@@ -282,7 +282,8 @@ pub fn verify(
                 .iter()
                 .position(|m| ed25519_ok(m, &msg, &p.binding))
                 .ok_or(SignetError::BadSignature)?;
-            let ephemeral = Rc::new(Ed25519Key::from_bytes(&p.epk).ok_or(SignetError::BadSignature)?);
+            let ephemeral =
+                Rc::new(Ed25519Key::from_bytes(&p.epk).ok_or(SignetError::BadSignature)?);
             if let Some(key) = masters.get(i) {
                 cache.put(p, *key, ephemeral.clone(), now);
             }

@@ -168,7 +168,10 @@ mod tests {
     #[test]
     fn the_digest_reads_the_length_and_the_end() {
         let head = "a".repeat(100);
-        assert_eq!(digest(&format!("{head}{}", "z".repeat(64))), digest(&format!("{}{}", "b".repeat(100), "z".repeat(64))));
+        assert_eq!(
+            digest(&format!("{head}{}", "z".repeat(64))),
+            digest(&format!("{}{}", "b".repeat(100), "z".repeat(64)))
+        );
         assert_ne!(digest(&format!("{head}x")), digest(&format!("{head}y")));
         assert_ne!(digest("abc"), digest("abcd"));
     }

@@ -366,27 +366,47 @@ fn ed25519_table_path_agrees_with_verify_strict() {
     let doc: Value = serde_json::from_str(&read_vector("wycheproof/ed25519_test.json")).unwrap();
     let mut checked = 0;
     for group in doc["testGroups"].as_array().unwrap() {
-        let pk: [u8; 32] = hex(str_field(&group["publicKey"], "pk")).try_into().unwrap();
+        let pk: [u8; 32] = hex(str_field(&group["publicKey"], "pk"))
+            .try_into()
+            .unwrap();
         let (Some(key), Ok(dalek)) = (
             Ed25519Key::from_bytes(&pk),
             ed25519_dalek::VerifyingKey::from_bytes(&pk),
         ) else {
-            assert!(Ed25519Key::from_bytes(&pk).is_none() && ed25519_dalek::VerifyingKey::from_bytes(&pk).is_err());
+            assert!(
+                Ed25519Key::from_bytes(&pk).is_none()
+                    && ed25519_dalek::VerifyingKey::from_bytes(&pk).is_err()
+            );
             continue;
         };
         for _ in 0..TABLE_AFTER {
             assert!(!key.verify(b"warm-up", &[0u8; 64]));
         }
-        assert!(key.has_table(), "the key was used {TABLE_AFTER} times: it has its table");
+        assert!(
+            key.has_table(),
+            "the key was used {TABLE_AFTER} times: it has its table"
+        );
         for case in group["tests"].as_array().unwrap() {
             let msg = hex(str_field(case, "msg"));
             let sig = hex(str_field(case, "sig"));
             let strict = <[u8; 64]>::try_from(sig.as_slice())
-                .map(|b| dalek.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&b)).is_ok())
+                .map(|b| {
+                    dalek
+                        .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&b))
+                        .is_ok()
+                })
                 .unwrap_or(false);
             let tc = case["tcId"].as_u64().unwrap();
-            assert_eq!(key.verify(&msg, &sig), strict, "tcId {tc}: table path vs verify_strict");
-            assert_eq!(strict, str_field(case, "result") == "valid", "tcId {tc}: verify_strict vs Wycheproof");
+            assert_eq!(
+                key.verify(&msg, &sig),
+                strict,
+                "tcId {tc}: table path vs verify_strict"
+            );
+            assert_eq!(
+                strict,
+                str_field(case, "result") == "valid",
+                "tcId {tc}: verify_strict vs Wycheproof"
+            );
             checked += 1;
         }
     }
