@@ -356,27 +356,17 @@ def run_python(port: int, signer: Signer, connections: int, max_seconds: float, 
 # ----------------------------------------------------------------------------------------------- the run
 
 
-class RssSampler(threading.Thread):
+class RssSampler(h.Sampler):
     def __init__(self, pid: int, interval: float = 1.0) -> None:
-        super().__init__(name="rss-sampler", daemon=True)
-        self.pid, self.interval = pid, interval
+        super().__init__("rss-sampler", interval)
+        self.pid = pid
         self.samples: list[tuple[float, int]] = []
         self.t0 = time.monotonic()
-        self._halt = threading.Event()
 
     def sample(self) -> int:
         kib = h.rss_kib(self.pid) or 0
         self.samples.append((round(time.monotonic() - self.t0, 1), kib))
         return kib
-
-    def run(self) -> None:
-        while not self._halt.wait(self.interval):
-            self.sample()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-        self.sample()
 
 
 def run(

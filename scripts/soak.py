@@ -374,12 +374,11 @@ def bearer(token: str) -> tuple[str, str]:
 # ----------------------------------------------------------------------------------------------- RSS
 
 
-class RssSampler(threading.Thread):
+class RssSampler(h.Sampler):
     def __init__(self, pid: int, t0: float, interval: float, tally: Tally) -> None:
-        super().__init__(name="rss", daemon=True)
-        self.pid, self.t0, self.interval, self.tally = pid, t0, interval, tally
+        super().__init__("rss", interval)
+        self.pid, self.t0, self.tally = pid, t0, tally
         self.samples: list[dict] = []
-        self._halt = threading.Event()
 
     def sample(self) -> None:
         self.samples.append(
@@ -392,14 +391,8 @@ class RssSampler(threading.Thread):
         )
 
     def run(self) -> None:
-        self.sample()
-        while not self._halt.wait(self.interval):
-            self.sample()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-        self.sample()
+        self.sample()  # the start, before the first interval
+        super().run()
 
 
 # ----------------------------------------------------------------------------------------------- run

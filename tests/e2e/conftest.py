@@ -82,10 +82,7 @@ def start_gateway(envoy_bin, wasm, upstream, tmp_path_factory, request):
             name=name,
         )
         started.append(envoy)
-        try:
-            return envoy.start()
-        except h.HarnessError as e:
-            pytest.fail(str(e), pytrace=False)
+        return h.start_or_fail(envoy)
 
     yield start
     for envoy in started:

@@ -281,11 +281,7 @@ def gw(envoy_bin, wasm, upstream, keydir, idp, trusted, tmp_path_factory) -> h.E
         ),
         name="cli",
     )
-    try:
-        envoy.start()
-    except h.HarnessError as e:
-        envoy.stop()
-        pytest.fail(str(e), pytrace=False)
+    h.start_or_fail(envoy)
     yield envoy
     envoy.stop()
 

@@ -81,11 +81,7 @@ def demo_envoy(envoy_bin, wasm, tmp_path_factory):
         return text.replace("filename: target/wasm32-wasip1/release/trustgate.wasm", f"filename: {wasm}")
 
     envoy = h.Envoy(envoy_bin, tmp_path_factory.mktemp("demo"), bootstrap, name="demo")
-    try:
-        envoy.start()
-    except h.HarnessError as e:
-        envoy.stop()
-        pytest.fail(str(e), pytrace=False)
+    h.start_or_fail(envoy)
     yield envoy
     envoy.stop()
 

@@ -374,11 +374,7 @@ def policy_envoy(envoy_bin, upstream, workdir: Path, module: bytes, policy: str)
         return boot
 
     envoy = h.Envoy(envoy_bin, workdir, bootstrap, name=f"policy-{policy}")
-    try:
-        return envoy.start()
-    except h.HarnessError as e:
-        envoy.stop()
-        pytest.fail(str(e), pytrace=False)
+    return h.start_or_fail(envoy)
 
 
 def probe(envoy: h.Envoy, n: int = 6) -> list[tuple[str, int]]:

@@ -249,11 +249,7 @@ def gw(envoy_bin, wasm, upstream, jwks, ctx, tmp_path_factory) -> h.Envoy:
         return boot
 
     envoy = h.Envoy(envoy_bin, tmp_path_factory.mktemp("hostile"), bootstrap, name="hostile")
-    try:
-        envoy.start()
-    except h.HarnessError as e:
-        envoy.stop()
-        pytest.fail(str(e), pytrace=False)
+    h.start_or_fail(envoy)
     # The remote key sets are fetched at configure time; wait (bounded) until each was tried.
     for name in REMOTE:
         got = jwks.wait_for_count(f"/{name}/jwks.json", 1, timeout=15)

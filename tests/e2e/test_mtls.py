@@ -190,10 +190,7 @@ def gw(envoy_bin, wasm, upstream, pki, tmp_path_factory):
         lambda port, admin: tls_bootstrap(port, admin, upstream_port=upstream.port, wasm=wasm, pki=pki),
         name="mtls",
     )
-    try:
-        envoy.start()
-    except h.HarnessError as e:
-        pytest.fail(str(e), pytrace=False)
+    h.start_or_fail(envoy)
     yield envoy
     envoy.stop()
 

@@ -93,9 +93,7 @@ def gw(envoy_bin, wasm, upstream, tmp_path_factory):
     mp.setenv(HOST_ENV, hashlib.sha256(API_KEY.encode()).hexdigest())
     envoy = start(envoy_bin, wasm, upstream, tmp_path_factory, filter_config(), ENV, "secrets-env")
     try:
-        envoy.start()
-    except h.HarnessError as e:
-        pytest.fail(str(e), pytrace=False)
+        h.start_or_fail(envoy)
     finally:
         mp.undo()
     yield envoy

@@ -732,9 +732,7 @@ def gateway_bootstrap_with_clusters(*, extra_clusters: Sequence[dict] = (), **kw
 
 def start_gateway(envoy_bin, wasm, upstream, workdir, config: dict, clusters: dict[str, int], name: str) -> "Envoy":
     """An Envoy with trustgate (`config`) in front of `upstream` and a static cluster per `clusters` entry
-    (name -> loopback port), started; a start-up failure fails the test with Envoy's own words."""
-    import pytest
-
+    (name -> loopback port), started (`start_or_fail`)."""
     envoy = Envoy(
         envoy_bin,
         workdir,
@@ -748,6 +746,13 @@ def start_gateway(envoy_bin, wasm, upstream, workdir, config: dict, clusters: di
         ),
         name=name,
     )
+    return start_or_fail(envoy)
+
+
+def start_or_fail(envoy: "Envoy") -> "Envoy":
+    """`envoy.start()`; when Envoy does not come up, stops it and fails the test with Envoy's own words."""
+    import pytest
+
     try:
         return envoy.start()
     except HarnessError as e:
@@ -898,6 +903,28 @@ def rss_kib(pid: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return None
+
+
+class Sampler(threading.Thread):
+    """A daemon thread that calls `sample()` every `interval` seconds until `stop()`, which takes one last
+    sample (the memory samplers of `make flood` and `make soak`)."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self.interval = interval
+        self._halt = threading.Event()
+
+    def sample(self) -> object:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+        self.sample()
 
 
 def _read_chunked(rfile) -> bytes:
