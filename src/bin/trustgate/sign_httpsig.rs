@@ -168,7 +168,9 @@ fn explain(e: HttpSigError) -> CliError {
     }
 }
 
-pub fn run(a: &SignHttpsigArgs) -> Output {
+/// The signing key (`--key`) or hmac secret (`--secret-base64`/`--secret-env`), the algorithm (`--alg`, else
+/// the key's own) and the public key the filter would hold.
+fn signer(a: &SignHttpsigArgs) -> Result<(Signer, SigAlg, SigKey), CliError> {
     let secret = crate::secret_from(
         a.secret_base64.as_deref(),
         a.secret_env.as_deref(),
@@ -220,6 +222,11 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
     let key = SigKey::new(alg, public.clone()).ok_or_else(|| {
         CliError::Usage(format!("--alg {alg} does not fit a {} key", public.kind()))
     })?;
+    Ok((signer, alg, key))
+}
+
+/// `--keyid` and `--label` as RFC 8941 lets them be written.
+fn check_names(a: &SignHttpsigArgs) -> Result<(), CliError> {
     for (what, v) in [("--keyid", &a.keyid), ("--label", &a.label)] {
         if v.is_empty() || v.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
             return Err(CliError::Usage(format!(
@@ -237,9 +244,15 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
             "--label: expected a lowercase dictionary key such as sig1".into(),
         ));
     }
+    Ok(())
+}
 
-    let method = a.method.to_ascii_uppercase();
-    let (scheme, authority, path) = split_url(&a.url)?;
+/// The `--header`s (lower-case names), plus `content-digest` of the body when there is one and the headers
+/// do not carry it already; the second value is that `Content-Digest:` line to print.
+fn request_headers(
+    a: &SignHttpsigArgs,
+    body: Option<&[u8]>,
+) -> Result<(Vec<(String, String)>, Option<String>), CliError> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for h in &a.headers {
         let (name, value) = h
@@ -254,13 +267,8 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
         }
         headers.push((name, value.trim().to_owned()));
     }
-    let body = match (&a.body_file, &a.body) {
-        (Some(f), _) => Some(crate::read_file(f)?),
-        (None, Some(t)) => Some(t.as_bytes().to_vec()),
-        (None, None) => None,
-    };
     let mut digest_line = None;
-    if let Some(b) = &body {
+    if let Some(b) = body {
         if !headers.iter().any(|(n, _)| n == "content-digest") {
             let value = format!(
                 "sha-256=:{}:",
@@ -273,14 +281,22 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
             headers.push(("content-digest".into(), value));
         }
     }
+    Ok((headers, digest_line))
+}
 
+/// The covered components: `--components`, else @method @authority @path (@query) and every header.
+fn covered_components(
+    a: &SignHttpsigArgs,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<Vec<Item>, CliError> {
     let mut covered = Vec::new();
     if a.components.is_empty() {
         covered.extend(["@method", "@authority", "@path"].map(|c| c.to_owned()));
         if path.contains('?') {
             covered.push("@query".into());
         }
-        for (name, _) in &headers {
+        for (name, _) in headers {
             if !covered.contains(name) {
                 covered.push(name.clone());
             }
@@ -294,20 +310,16 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
             );
         }
     }
-    let items = covered
-        .iter()
-        .map(|c| component(c))
-        .collect::<Result<Vec<_>, _>>()?;
+    covered.iter().map(|c| component(c)).collect()
+}
 
-    let now = crate::now()?;
-    let created = if a.no_created {
-        None
-    } else {
-        Some(a.created.unwrap_or(now))
-    };
-    let expires = a
-        .expires_in
-        .map(|s| created.unwrap_or(now).saturating_add(s));
+/// The signature parameters in the order the example shows: created, expires, keyid, alg, nonce, tag.
+fn signature_params(
+    a: &SignHttpsigArgs,
+    alg: SigAlg,
+    created: Option<i64>,
+    expires: Option<i64>,
+) -> Result<Vec<(String, BareItem)>, CliError> {
     let nonce = match &a.nonce {
         Some(n) if n.is_empty() => Some(trustgate::b64::url_encode(&keys::random_bytes::<16>()?)),
         Some(n) => Some(n.clone()),
@@ -322,8 +334,8 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
     }
     params.push(("keyid".to_owned(), BareItem::String(a.keyid.clone())));
     params.push(("alg".to_owned(), BareItem::String(alg.name().to_owned())));
-    if let Some(n) = &nonce {
-        params.push(("nonce".to_owned(), BareItem::String(n.clone())));
+    if let Some(n) = nonce {
+        params.push(("nonce".to_owned(), BareItem::String(n)));
     }
     if let Some(t) = &a.tag {
         params.push(("tag".to_owned(), BareItem::String(t.clone())));
@@ -337,6 +349,32 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
             "the {k} parameter must be printable ASCII"
         )));
     }
+    Ok(params)
+}
+
+pub fn run(a: &SignHttpsigArgs) -> Output {
+    let (signer, alg, key) = signer(a)?;
+    check_names(a)?;
+    let method = a.method.to_ascii_uppercase();
+    let (scheme, authority, path) = split_url(&a.url)?;
+    let body = match (&a.body_file, &a.body) {
+        (Some(f), _) => Some(crate::read_file(f)?),
+        (None, Some(t)) => Some(t.as_bytes().to_vec()),
+        (None, None) => None,
+    };
+    let (mut headers, digest_line) = request_headers(a, body.as_deref())?;
+    let items = covered_components(a, &path, &headers)?;
+
+    let now = crate::now()?;
+    let created = if a.no_created {
+        None
+    } else {
+        Some(a.created.unwrap_or(now))
+    };
+    let expires = a
+        .expires_in
+        .map(|s| created.unwrap_or(now).saturating_add(s));
+    let params = signature_params(a, alg, created, expires)?;
     let input = sfv::serialize_dictionary(&vec![(
         a.label.clone(),
         Entry::InnerList(InnerList { items, params }),

@@ -456,45 +456,37 @@ fn istio_objects(provider: &str, target: &Url) -> String {
     y
 }
 
-pub fn run(a: &TrustArgs) -> Output {
-    let issuer = a.issuer.as_str();
-    let iss_url = Url::parse(issuer).ok_or_else(|| {
-        CliError::Usage(format!(
-            "{issuer:?}: expected the issuer as an http(s) URL without query, e.g. https://login.example.com/realms/corp"
-        ))
-    })?;
-    let doc_path = jwks_cache::discovery_path(issuer).ok_or_else(|| {
-        CliError::Usage(format!(
-            "{issuer:?}: an issuer URL with a query has no discovery document"
-        ))
-    })?;
-    let name = match &a.provider_name {
-        Some(n) => {
-            if n.is_empty()
-                || n.len() > 64
-                || !n
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(CliError::Usage(format!(
-                    "--provider-name {n:?}: letters, digits, - and _ only (at most 64)"
-                )));
-            }
-            n.clone()
-        }
-        None => default_name(&iss_url.host),
-    };
-    let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(f)) => Some(crate::read_text(f)?),
-        (None, None) => None,
-    };
-    let timeout = Duration::from_secs(a.timeout.max(1));
-    if !iss_url.https {
-        warn("the issuer uses plain http: anyone on the path can replace its keys; use https outside tests");
-    }
+/// What discovery found: the document and its `jwks_uri`.
+struct Discovered {
+    doc: Value,
+    jwks_uri: String,
+    jwks_url: Url,
+}
 
-    // 1. Discovery: the issuer must be exactly the one the document names.
+/// The provider name from `--provider-name`, or one derived from the issuer's host.
+fn provider_name(a: &TrustArgs, iss_url: &Url) -> Result<String, CliError> {
+    let Some(n) = &a.provider_name else {
+        return Ok(default_name(&iss_url.host));
+    };
+    let valid = !n.is_empty()
+        && n.len() <= 64
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(CliError::Usage(format!(
+            "--provider-name {n:?}: letters, digits, - and _ only (at most 64)"
+        )));
+    }
+    Ok(n.clone())
+}
+
+/// Step 1. Discovery: the issuer must be exactly the one the document names.
+fn discover(
+    issuer: &str,
+    iss_url: &Url,
+    doc_path: &str,
+    timeout: Duration,
+) -> Result<Discovered, CliError> {
     let doc_url = format!("{}{doc_path}", iss_url.origin());
     let doc_body = fetch(&doc_url, timeout)?;
     match jwks_cache::parse_discovery(&doc_body, issuer) {
@@ -525,9 +517,16 @@ pub fn run(a: &TrustArgs) -> Output {
             "jwks_uri {jwks_uri} is plain http although the issuer is https"
         ));
     }
+    Ok(Discovered {
+        doc,
+        jwks_uri,
+        jwks_url,
+    })
+}
 
-    // 2. The key set, key by key, as the filter decodes it.
-    let jwks_body = fetch(&jwks_uri, timeout)?;
+/// Step 2. The key set, key by key, as the filter decodes it: the usable keys and the algorithms they fit.
+fn usable_keys(jwks_uri: &str, timeout: Duration) -> Result<(Vec<Jwk>, BTreeSet<Alg>), CliError> {
+    let jwks_body = fetch(jwks_uri, timeout)?;
     let parsed = jwks_cache::check_jwks(&jwks_body)
         .map_err(|e| CliError::Failure(format!("{jwks_uri}: {e}")))?;
     let raw: Value = serde_json::from_slice(&jwks_body).unwrap_or(Value::Null);
@@ -574,17 +573,15 @@ pub fn run(a: &TrustArgs) -> Output {
         usable.len(),
         raw_keys.len()
     ));
+    Ok((usable, fitting))
+}
 
-    // 3. Algorithms: what the IdP says it signs with, against what trustgate verifies with these keys.
-    let advertised: Vec<String> = doc
+/// Step 3. Algorithms: what the IdP says it signs with, against what trustgate verifies with these keys.
+fn choose_algorithms(doc: &Value, fitting: &BTreeSet<Alg>) -> Vec<Alg> {
+    let advertised: Vec<&str> = doc
         .get("id_token_signing_alg_values_supported")
         .and_then(Value::as_array)
-        .map(|v| {
-            v.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let mut algorithms: Vec<Alg> = Vec::new();
     for name in &advertised {
@@ -617,6 +614,108 @@ pub fn run(a: &TrustArgs) -> Output {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    algorithms
+}
+
+/// Whether the provider reads the discovery document itself (`--keys`; auto: when the JWKS is on the issuer's
+/// server, since one cluster serves both fetches).
+fn use_discovery(form: KeysForm, iss_url: &Url, jwks_url: &Url) -> Result<bool, CliError> {
+    match form {
+        KeysForm::Discovery if !jwks_url.same_server(iss_url) => Err(CliError::Usage(format!(
+            "--keys discovery: the jwks_uri is on {} but the issuer on {}; the filter fetches both \
+             through one cluster, so use --keys remote (or auto)",
+            jwks_url.origin(),
+            iss_url.origin()
+        ))),
+        KeysForm::Discovery => Ok(true),
+        KeysForm::Remote => Ok(false),
+        KeysForm::Auto => Ok(jwks_url.same_server(iss_url)),
+    }
+}
+
+/// Step 5. The provider block (fields in the README's order), checked by compiling it as the filter would.
+fn provider_block(
+    name: &str,
+    issuer: &str,
+    audiences: &[String],
+    algorithms: &[Alg],
+    keys: &str,
+) -> Result<String, CliError> {
+    let q = |v: &str| Value::String(v.to_owned()).to_string();
+    let list = |v: &[String]| Value::from(v.to_vec()).to_string();
+    let alg_names: Vec<String> = algorithms.iter().map(|a| a.name().to_owned()).collect();
+    // Written by hand to keep the fields in the README's order (serde_json sorts object members).
+    let mut fields = vec![format!("\"issuer\": {}", q(issuer))];
+    if !audiences.is_empty() {
+        fields.push(format!("\"audiences\": {}", list(audiences)));
+    }
+    fields.push(format!("\"algorithms\": {}", list(&alg_names)));
+    fields.push(format!("\"keys\": {keys}"));
+    fields.push("\"headers\": {\"x-commit-owner\": \"human:${claims.sub}\"}".to_owned());
+    let provider = format!(
+        "{{\n  {}: {{\n    \"jwt\": {{\n      {}\n    }}\n  }}\n}}",
+        q(name),
+        fields.join(",\n      ")
+    );
+    let block: Value = serde_json::from_str(&provider).map_err(|e| {
+        CliError::Failure(format!(
+            "internal error: the provider block is not JSON: {e}"
+        ))
+    })?;
+    let whole = json!({ "providers": block, "rules": [ { "match": {}, "require": name } ] });
+    trustgate::config::compile(whole.to_string().as_bytes()).map_err(|e| {
+        CliError::Failure(format!(
+            "internal error: the provider block does not compile: {e}"
+        ))
+    })?;
+    Ok(provider)
+}
+
+/// The `keys` member: `discovery` or `remote`, through `cluster`.
+fn keys_member(discovery: bool, cluster: &str, target: &Url) -> String {
+    let q = |v: &str| Value::String(v.to_owned()).to_string();
+    if discovery {
+        format!(
+            "{{\"discovery\": {{\"cluster\": {}, \"authority\": {}}}}}",
+            q(cluster),
+            q(&target.authority)
+        )
+    } else {
+        format!(
+            "{{\"remote\": {{\"cluster\": {}, \"authority\": {}, \"path\": {}}}}}",
+            q(cluster),
+            q(&target.authority),
+            q(&target.path)
+        )
+    }
+}
+
+pub fn run(a: &TrustArgs) -> Output {
+    let issuer = a.issuer.as_str();
+    let iss_url = Url::parse(issuer).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{issuer:?}: expected the issuer as an http(s) URL without query, e.g. https://login.example.com/realms/corp"
+        ))
+    })?;
+    let doc_path = jwks_cache::discovery_path(issuer).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{issuer:?}: an issuer URL with a query has no discovery document"
+        ))
+    })?;
+    let name = provider_name(a, &iss_url)?;
+    let token = match (&a.token, &a.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(crate::read_text(f)?),
+        (None, None) => None,
+    };
+    let timeout = Duration::from_secs(a.timeout.max(1));
+    if !iss_url.https {
+        warn("the issuer uses plain http: anyone on the path can replace its keys; use https outside tests");
+    }
+
+    let found = discover(issuer, &iss_url, &doc_path, timeout)?;
+    let (usable, fitting) = usable_keys(&found.jwks_uri, timeout)?;
+    let algorithms = choose_algorithms(&found.doc, &fitting);
 
     // 4. The sample token.
     if let Some(t) = &token {
@@ -633,70 +732,16 @@ pub fn run(a: &TrustArgs) -> Output {
         warn("no --audience: the provider will accept this issuer's tokens for any audience (any client)");
     }
 
-    // 5. The provider block.
-    let discovery = match a.keys {
-        KeysForm::Discovery => {
-            if !jwks_url.same_server(&iss_url) {
-                return Err(CliError::Usage(format!(
-                    "--keys discovery: the jwks_uri is on {} but the issuer on {}; the filter fetches both \
-                     through one cluster, so use --keys remote (or auto)",
-                    jwks_url.origin(),
-                    iss_url.origin()
-                )));
-            }
-            true
-        }
-        KeysForm::Remote => false,
-        KeysForm::Auto => jwks_url.same_server(&iss_url),
-    };
-    let target = if discovery { &iss_url } else { &jwks_url };
+    let discovery = use_discovery(a.keys, &iss_url, &found.jwks_url)?;
+    let target = if discovery { &iss_url } else { &found.jwks_url };
     let istio_cluster = format!("outbound|{}||{}", target.port, target.host);
     let cluster = match (&a.cluster, a.istio) {
         (Some(c), _) => c.clone(),
         (None, true) => istio_cluster.clone(),
         (None, false) => format!("{name}_jwks"),
     };
-    let q = |v: &str| Value::String(v.to_owned()).to_string();
-    let list = |v: &[String]| Value::from(v.to_vec()).to_string();
-    let keys = if discovery {
-        format!(
-            "{{\"discovery\": {{\"cluster\": {}, \"authority\": {}}}}}",
-            q(&cluster),
-            q(&target.authority)
-        )
-    } else {
-        format!(
-            "{{\"remote\": {{\"cluster\": {}, \"authority\": {}, \"path\": {}}}}}",
-            q(&cluster),
-            q(&target.authority),
-            q(&target.path)
-        )
-    };
-    let alg_names: Vec<String> = algorithms.iter().map(|a| a.name().to_owned()).collect();
-    // Written by hand to keep the fields in the README's order (serde_json sorts object members).
-    let mut fields = vec![format!("\"issuer\": {}", q(issuer))];
-    if !a.audience.is_empty() {
-        fields.push(format!("\"audiences\": {}", list(&a.audience)));
-    }
-    fields.push(format!("\"algorithms\": {}", list(&alg_names)));
-    fields.push(format!("\"keys\": {keys}"));
-    fields.push("\"headers\": {\"x-commit-owner\": \"human:${claims.sub}\"}".to_owned());
-    let provider = format!(
-        "{{\n  {}: {{\n    \"jwt\": {{\n      {}\n    }}\n  }}\n}}",
-        q(&name),
-        fields.join(",\n      ")
-    );
-    let block: Value = serde_json::from_str(&provider).map_err(|e| {
-        CliError::Failure(format!(
-            "internal error: the provider block is not JSON: {e}"
-        ))
-    })?;
-    let whole = json!({ "providers": block, "rules": [ { "match": {}, "require": name } ] });
-    trustgate::config::compile(whole.to_string().as_bytes()).map_err(|e| {
-        CliError::Failure(format!(
-            "internal error: the provider block does not compile: {e}"
-        ))
-    })?;
+    let keys = keys_member(discovery, &cluster, target);
+    let provider = provider_block(&name, issuer, &a.audience, &algorithms, &keys)?;
 
     let envoy = envoy_cluster(&cluster, target);
     let istio = istio_objects(&name, target);
