@@ -7,6 +7,7 @@
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
+#   make fuzz-campaign  every target to 10 million executions or 15 min (bench/fuzz_campaign.json, docs/testing.md)
 #   make soak    10 min of mixed traffic, JWKS rotating every minute: wrong decisions, 5xx, Envoy RSS (bench/soak.json)
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
@@ -31,7 +32,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke flood bench soak clean distclean oci oci-deps istio-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench soak clean distclean oci oci-deps istio-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -173,6 +174,10 @@ fuzz: fuzz-deps
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; \
 	done
+
+# The long campaign (issue 13): FUZZ_CAMPAIGN_ARGS="--targets path cert --jobs 2" runs a few at a time.
+fuzz-campaign: fuzz-deps
+	$(PYTHON) scripts/fuzz_campaign.py $(FUZZ_CAMPAIGN_ARGS)
 
 fuzz-smoke: fuzz-deps
 	cd fuzz && $(CARGO) +nightly fuzz build && for t in $(FUZZ_TARGETS); do \
