@@ -44,6 +44,7 @@ pub mod httpsig;
 pub mod jwk;
 pub mod jwks_cache;
 pub mod jwt;
+pub mod providers;
 pub mod replay;
 pub mod request;
 pub mod rules;

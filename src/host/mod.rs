@@ -21,7 +21,7 @@ mod remote;
 mod store;
 
 use crate::cert::PeerCert;
-use crate::config::{self, KeySource, Policy, ProviderKind};
+use crate::config::{self, Policy};
 use crate::decision::{Decision, Deny, HeaderOp, Reason};
 use crate::engine::{self, Caches, KeyLookup};
 use crate::jwk::Jwk;
@@ -369,17 +369,12 @@ impl RootContext for Root {
         );
         let mut remotes = Vec::new();
         for (i, p) in policy.providers.iter().enumerate() {
-            match &p.kind {
-                ProviderKind::Jwt(j) => {
-                    if let KeySource::Remote(src) = &j.keys {
-                        remotes.push(Remote::new(i, &p.name, src.clone()));
-                    }
-                }
-                // Replay slots and counters exist before any request can use them (see crate::replay).
-                ProviderKind::Hmac(_)
-                | ProviderKind::Signet(_)
-                | ProviderKind::HttpSignature(_) => replay::prepare_slots(&HostStore, &p.name),
-                ProviderKind::ApiKey(_) | ProviderKind::Mtls(_) => {}
+            if let Some(src) = p.kind.remote_keys() {
+                remotes.push(Remote::new(i, &p.name, src.clone()));
+            }
+            // Replay slots and counters exist before any request can use them (see crate::replay).
+            if p.kind.uses_replay() {
+                replay::prepare_slots(&HostStore, &p.name);
             }
             for c in p.kind.clients().iter().filter(|c| c.rate_limit.is_some()) {
                 replay::prepare_counter(&HostStore, &p.name, &c.id);

@@ -4,7 +4,7 @@
 
 use super::store::HostStore;
 use super::{log, Metrics};
-use crate::config::{RemoteSource, RemoteTarget};
+use crate::providers::jwt_keys::{RemoteSource, RemoteTarget};
 use crate::decision::Reason;
 use crate::jwk::Jwk;
 use crate::jwks_cache::{
