@@ -4,15 +4,15 @@
 //! The strip list ([`Policy::strip`]) is not part of the decision: the host removes those headers from every
 //! request before calling [`decide`], whatever the outcome.
 
-use crate::config::{Action, Policy, Requirement};
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Scheme};
-use crate::jwk::Jwk;
-use crate::jwks_cache::SharedStore;
+use crate::formats::jwk::Jwk;
+use crate::formats::signet::BindingCache;
+use crate::policy::config::{Action, Policy, Requirement};
+use crate::policy::rules::{normalize_path, other_readings};
 use crate::providers::Cx;
 use crate::request::RequestView;
-use crate::rules::{normalize_path, other_readings};
-use crate::signet::BindingCache;
-use crate::token_cache::TokenCache;
+use crate::state::jwks_cache::SharedStore;
+use crate::state::token_cache::TokenCache;
 use std::rc::Rc;
 
 /// The current keys of providers whose keys are fetched at run time (the host's per-VM cache).

@@ -12,12 +12,12 @@ mod mint;
 
 use mint::{b64, hs256, rsa_public_pem, Keys};
 use serde_json::{json, Value};
-use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
 use trustgate::engine::Caches;
 use trustgate::engine::{decide, NoRemoteKeys};
-use trustgate::jwks_cache::MemoryStore;
+use trustgate::policy::config::{compile, Policy};
 use trustgate::request::RequestView;
+use trustgate::state::jwks_cache::MemoryStore;
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://idp.example.com/";
@@ -391,7 +391,7 @@ fn tampered_signature_is_refused() {
     ] {
         let good = f.token(alg, kid, Fixture::good_claims());
         let (input, sig) = good.rsplit_once('.').unwrap();
-        let mut bytes = trustgate::b64::url_decode(sig).unwrap();
+        let mut bytes = trustgate::formats::b64::url_decode(sig).unwrap();
         bytes[5] ^= 1;
         let d = f.bearer("/api/x", &format!("{input}.{}", b64(&bytes)));
         assert_eq!(reason(&d), Reason::BadSignature, "{alg}");
@@ -722,7 +722,7 @@ mod token_cache {
     use std::cell::RefCell;
     use std::rc::Rc;
     use trustgate::engine::KeyLookup;
-    use trustgate::jwk::{parse_jwks, Jwk};
+    use trustgate::formats::jwk::{parse_jwks, Jwk};
 
     /// A remote key set the test rotates: (keys, version).
     struct Rotating(RefCell<(Rc<[Jwk]>, u64)>);
@@ -891,7 +891,7 @@ mod token_cache {
     fn the_cache_is_bounded() {
         let f = Fixture::new();
         let caches = Caches::default();
-        for i in 0..(trustgate::token_cache::MAX_ENTRIES + 10) {
+        for i in 0..(trustgate::state::token_cache::MAX_ENTRIES + 10) {
             let mut c = Fixture::good_claims();
             c["jti"] = json!(i.to_string());
             let t = f.keys.mint(&json!({"alg": "HS256", "kid": "hs"}), &c);
@@ -900,7 +900,7 @@ mod token_cache {
                 Decision::Allow(_)
             ));
         }
-        assert!(caches.tokens.len() <= trustgate::token_cache::MAX_ENTRIES);
+        assert!(caches.tokens.len() <= trustgate::state::token_cache::MAX_ENTRIES);
     }
 
     #[test]
@@ -908,9 +908,9 @@ mod token_cache {
         let f = Fixture::new();
         let caches = Caches::default();
         let mut c = Fixture::good_claims();
-        c["pad"] = json!("x".repeat(trustgate::token_cache::MAX_TOKEN_BYTES));
+        c["pad"] = json!("x".repeat(trustgate::state::token_cache::MAX_TOKEN_BYTES));
         let t = f.keys.mint(&json!({"alg": "ES256", "kid": "es"}), &c);
-        assert!(t.len() > trustgate::token_cache::MAX_TOKEN_BYTES);
+        assert!(t.len() > trustgate::state::token_cache::MAX_TOKEN_BYTES);
         for _ in 0..2 {
             assert!(matches!(
                 run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),

@@ -172,7 +172,7 @@ fn main() -> ExitCode {
 fn check_config(file: &Path) -> Output {
     let bytes = read_file(file)?;
     let shown = file.display();
-    match trustgate::config::compile(&bytes) {
+    match trustgate::policy::config::compile(&bytes) {
         Ok(p) => Ok(format!(
             "{shown}: ok ({} providers, {} rules, strips {})",
             p.providers.len(),

@@ -1,13 +1,13 @@
 //! One remote key set as one VM sees it: the decoded keys of the stored version, the fetch this VM runs
 //! (when it holds the lease), and what a waiting request should expect. The rules themselves (lease, TTL,
-//! backoff, rate limit) are in [`crate::jwks_cache`]; this file does the host calls.
+//! backoff, rate limit) are in [`crate::state::jwks_cache`]; this file does the host calls.
 
 use super::store::HostStore;
 use super::{log, Metrics};
-use crate::providers::jwt_keys::{RemoteSource, RemoteTarget};
 use crate::decision::Reason;
-use crate::jwk::Jwk;
-use crate::jwks_cache::{
+use crate::formats::jwk::Jwk;
+use crate::providers::jwt_keys::{RemoteSource, RemoteTarget};
+use crate::state::jwks_cache::{
     check_jwks, classify_status, ensure_meta, failed, fetched, parse_discovery, read_body,
     read_meta, read_version, try_lease, ttl_from_cache_control, update_meta, write_body,
     write_version, FetchError, Meta, Trigger, MAX_BODY_BYTES,

@@ -4,10 +4,10 @@
 
 use super::clients::{self, ClientKind, RawClient, RawRateLimit};
 use super::{find_one, Cx, Fail, Provider};
-use crate::config::{compile_headers, ConfigError};
 use crate::decision::{HeaderOp, Reason};
-use crate::extract::TokenSource;
-use crate::template::{Root, Template};
+use crate::policy::config::{compile_headers, ConfigError};
+use crate::policy::template::{Root, Template};
+use crate::providers::extract::TokenSource;
 use serde::Deserialize;
 use sha2::Digest as _;
 use std::collections::BTreeMap;

@@ -2,11 +2,11 @@
 //! and rules, rate limit; the checks a verified client still has to pass; `${client.id}`, `${client.name}`.
 
 use super::{grant, text, Cx, Fail, Named, Provider};
-use crate::config::{err, ConfigError};
-use crate::crypto::Secret;
 use crate::decision::{HeaderOp, Reason};
-use crate::replay::{self, Rate, RateLimit};
-use crate::template::{Facts, Root};
+use crate::formats::crypto::Secret;
+use crate::policy::config::{err, ConfigError};
+use crate::policy::template::{Facts, Root};
+use crate::state::replay::{self, Rate, RateLimit};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -168,7 +168,7 @@ fn compile_credential(cpath: &str, kind: ClientKind, c: &RawClient) -> Result<Se
             cpath,
             "expected \"secret\" (the shared secret, not empty) and no \"key_sha256\"",
         ),
-        (ClientKind::ApiKey, None, Some(hex)) => match crate::b64::hex32(hex.trim()) {
+        (ClientKind::ApiKey, None, Some(hex)) => match crate::formats::b64::hex32(hex.trim()) {
             Some(d) => Ok(Secret::new(d.to_vec())),
             None => err(
                 format!("{cpath}.key_sha256"),

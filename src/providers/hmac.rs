@@ -1,14 +1,14 @@
 //! The `hmac` provider: gatekeeper-signed requests (`Authorization: HMAC client_id=…`, wire format in
-//! [`crate::hmac_auth`]) from a table of clients with shared secrets; timestamp window, signed body, replay
+//! [`crate::formats::gatekeeper`]) from a table of clients with shared secrets; timestamp window, signed body, replay
 //! (`client_id:nonce`) and rate limits; templates read `${client.…}`.
 
 use super::clients::{self, ClientKind, RawClient, RawRateLimit};
 use super::{declared_length, find_one, remember, Cx, Fail, Provider};
-use crate::config::{compile_headers, err, ConfigError};
 use crate::decision::{HeaderOp, Reason};
-use crate::extract::TokenSource;
-use crate::hmac_auth;
-use crate::template::{Root, Template};
+use crate::formats::gatekeeper;
+use crate::policy::config::{compile_headers, err, ConfigError};
+use crate::policy::template::{Root, Template};
+use crate::providers::extract::TokenSource;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -95,7 +95,7 @@ impl HmacProvider {
             prefix: "HMAC ".into(),
         }];
         let found = find_one(&sources, cx.req)?;
-        let cred = hmac_auth::parse(&found.value).map_err(|_| Reason::Malformed)?;
+        let cred = gatekeeper::parse(&found.value).map_err(|_| Reason::Malformed)?;
         let client = self
             .clients
             .iter()
@@ -106,7 +106,7 @@ impl HmacProvider {
             return Err(Reason::StaleTimestamp.into());
         }
         let body = self.signed_body(cx)?;
-        if !hmac_auth::verify(
+        if !gatekeeper::verify(
             &cred,
             client.credential.expose(),
             cx.req.method,

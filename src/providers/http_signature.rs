@@ -1,13 +1,13 @@
-//! The `http_signature` provider: RFC 9421 HTTP Message Signatures ([`crate::httpsig`]) by configured keys,
+//! The `http_signature` provider: RFC 9421 HTTP Message Signatures ([`crate::formats::httpsig`]) by configured keys,
 //! with required components, age, tag, body digest and nonce replay; templates read `${key.id}`.
 
 use super::{declared_length, grant, remember, text, Cx, Fail, Named, Provider};
-use crate::config::{compile_headers, err, ConfigError};
-use crate::crypto::VerifyKey;
 use crate::decision::{HeaderOp, Reason};
-use crate::httpsig::{self, HttpSigError, SigAlg, SigKey};
-use crate::jwk::Jwk;
-use crate::template::{Facts, Root, Template};
+use crate::formats::crypto::VerifyKey;
+use crate::formats::httpsig::{self, HttpSigError, SigAlg, SigKey};
+use crate::formats::jwk::Jwk;
+use crate::policy::config::{compile_headers, err, ConfigError};
+use crate::policy::template::{Facts, Root, Template};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -140,10 +140,11 @@ fn compile_sig_key(path: &str, k: &RawSigKey) -> Result<SigKey, ConfigError> {
             j.key
         }
         (None, None, Some(secret)) => {
-            let bytes = crate::b64::std_decode(secret.trim()).ok_or_else(|| ConfigError {
-                path: format!("{path}.secret"),
-                message: "expected standard base64 (with padding)".into(),
-            })?;
+            let bytes =
+                crate::formats::b64::std_decode(secret.trim()).ok_or_else(|| ConfigError {
+                    path: format!("{path}.secret"),
+                    message: "expected standard base64 (with padding)".into(),
+                })?;
             VerifyKey::secret(bytes).map_err(|e| ConfigError {
                 path: format!("{path}.secret"),
                 message: e.to_string(),

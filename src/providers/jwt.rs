@@ -4,13 +4,13 @@
 
 use super::jwt_keys::{self, KeySource, RawJwtKeys};
 use super::{find_one, grant, Cx, Fail, Named, Provider};
-use crate::config::{compile_headers, err, header_name, ConfigError};
-use crate::crypto::Alg;
 use crate::decision::Reason;
-use crate::extract::TokenSource;
-use crate::jwk::Jwk;
-use crate::jwt::{JwtRules, UntrustedJwt, VerifiedJwt};
-use crate::template::{walk, Facts, Root, Template};
+use crate::formats::crypto::Alg;
+use crate::formats::jwk::Jwk;
+use crate::formats::jwt::{JwtRules, UntrustedJwt, VerifiedJwt};
+use crate::policy::config::{compile_headers, err, header_name, ConfigError};
+use crate::policy::template::{walk, Facts, Root, Template};
+use crate::providers::extract::TokenSource;
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -216,7 +216,11 @@ impl JwtProvider {
             }
             None => {
                 let token = UntrustedJwt::parse(&found.value).map_err(Reason::from)?;
-                let fresh = Rc::new(self.rules.verify(&token, keys, cx.now).map_err(Reason::from)?);
+                let fresh = Rc::new(
+                    self.rules
+                        .verify(&token, keys, cx.now)
+                        .map_err(Reason::from)?,
+                );
                 cx.caches
                     .tokens
                     .put(index, &found.value, fresh.clone(), version, cx.now);

@@ -1,10 +1,10 @@
 //! Where a `jwt` provider's keys come from: an inline JWK Set or PEM (decoded at configure time), or a remote
-//! JWK Set / OpenID discovery document the host fetches ([`crate::jwks_cache`]).
+//! JWK Set / OpenID discovery document the host fetches ([`crate::state::jwks_cache`]).
 
-use crate::config::{err, ConfigError};
-use crate::crypto::VerifyKey;
-use crate::jwk::Jwk;
-use crate::jwks_cache::Timing;
+use crate::formats::crypto::VerifyKey;
+use crate::formats::jwk::Jwk;
+use crate::policy::config::{err, ConfigError};
+use crate::state::jwks_cache::Timing;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -85,7 +85,7 @@ impl RawDiscovery {
 pub enum KeySource {
     /// Decoded from the config.
     Static(Vec<Jwk>),
-    /// Fetched by the filter ([`crate::jwks_cache`]).
+    /// Fetched by the filter ([`crate::state::jwks_cache`]).
     Remote(RemoteSource),
 }
 
@@ -172,7 +172,14 @@ fn compile_remote(path: &str, provider: &str, r: &RawRemote) -> Result<KeySource
     let target = RemoteTarget::Jwks {
         path: r.path.clone(),
     };
-    remote(path, provider, &r.cluster, &r.authority, target, r.timing(path)?)
+    remote(
+        path,
+        provider,
+        &r.cluster,
+        &r.authority,
+        target,
+        r.timing(path)?,
+    )
 }
 
 /// `keys.discovery` (`path`: the `keys` path): `<issuer>/.well-known/openid-configuration`, then its
@@ -187,7 +194,7 @@ fn compile_discovery(
     let Some(issuer) = issuer.filter(|i| !i.is_empty()) else {
         return err(dpath, "discovery needs the provider's \"issuer\" (the document is at <issuer>/.well-known/openid-configuration)");
     };
-    let Some(doc_path) = crate::jwks_cache::discovery_path(issuer) else {
+    let Some(doc_path) = crate::state::jwks_cache::discovery_path(issuer) else {
         return err(
             path.rsplit_once(".keys")
                 .map(|(p, _)| format!("{p}.issuer"))

@@ -13,6 +13,7 @@
 
 pub mod api_key;
 pub mod clients;
+pub mod extract;
 pub mod hmac;
 pub mod http_signature;
 pub mod jwt;
@@ -20,15 +21,15 @@ pub mod jwt_keys;
 pub mod mtls;
 pub mod signet;
 
-use crate::config::{compile_upstream, err, ConfigError, UpstreamValue};
 use crate::decision::{HeaderOp, Reason, Scheme};
 use crate::engine::{Caches, KeyLookup};
-use crate::extract::{self, Found, TokenSource};
-use crate::jwk::JwkError;
-use crate::jwks_cache::SharedStore;
-use crate::replay::{self, Replay};
+use crate::formats::jwk::JwkError;
+use crate::policy::config::{compile_upstream, err, ConfigError, UpstreamValue};
+use crate::policy::template::{Facts, RenderError, Root, Template};
 use crate::request::RequestView;
-use crate::template::{Facts, RenderError, Root, Template};
+use crate::state::jwks_cache::SharedStore;
+use crate::state::replay::{self, Replay};
+use extract::{Found, TokenSource};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -96,8 +97,10 @@ impl RawProvider {
                 (ProviderKind::Mtls(k), t, &m.upstream_headers)
             }
         };
-        let upstream =
-            compile_upstream(&format!("{path}.{}.upstream_headers", kind.label()), upstream)?;
+        let upstream = compile_upstream(
+            &format!("{path}.{}.upstream_headers", kind.label()),
+            upstream,
+        )?;
         Ok(Provider {
             name: name.to_owned(),
             kind,

@@ -1,12 +1,12 @@
-//! The `mtls` provider: a client certificate Envoy verified on the connection ([`crate::cert`]), constrained by
+//! The `mtls` provider: a client certificate Envoy verified on the connection ([`crate::formats::cert`]), constrained by
 //! URI SAN prefix, DNS SAN pattern and subject CN pattern; templates read `${cert.…}`.
 
 use super::{field, grant, Cx, Fail, Named, Provider};
-use crate::cert::{subject_cn, Glob, PeerCert};
-use crate::config::{compile_headers, err, ConfigError};
 use crate::decision::{HeaderOp, Reason};
-use crate::rules::HostMatch;
-use crate::template::{Facts, Root, Template};
+use crate::formats::cert::{subject_cn, Glob, PeerCert};
+use crate::policy::config::{compile_headers, err, ConfigError};
+use crate::policy::rules::HostMatch;
+use crate::policy::template::{Facts, Root, Template};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;

@@ -1,12 +1,12 @@
-//! The `signet` provider: a `Signet-Proof` header (wire format and Ed25519 checks in [`crate::signet`]) made by
+//! The `signet` provider: a `Signet-Proof` header (wire format and Ed25519 checks in [`crate::formats::signet`]) made by
 //! an ephemeral key a configured master key bound; purposes, replay; templates read `${signet.…}`.
 
 use super::{find_one, grant, remember, text, Cx, Fail, Named, Provider};
-use crate::config::{compile_headers, err, ConfigError};
 use crate::decision::{HeaderOp, Reason};
-use crate::extract::TokenSource;
-use crate::signet::{self as format, SignetError};
-use crate::template::{Facts, Root, Template};
+use crate::formats::signet::{self as format, SignetError};
+use crate::policy::config::{compile_headers, err, ConfigError};
+use crate::policy::template::{Facts, Root, Template};
+use crate::providers::extract::TokenSource;
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -52,8 +52,8 @@ pub(super) fn compile(
     }
     let mut masters = Vec::new();
     for (kname, hex) in &sg.master_keys {
-        let key = crate::b64::hex32(hex.trim())
-            .filter(|k| crate::crypto::Ed25519Key::from_bytes(k).is_some())
+        let key = crate::formats::b64::hex32(hex.trim())
+            .filter(|k| crate::formats::crypto::Ed25519Key::from_bytes(k).is_some())
             .ok_or_else(|| ConfigError {
                 path: format!("{path}.master_keys.{kname}"),
                 message: "expected 64 hex digits of an Ed25519 public key".into(),

@@ -4,8 +4,8 @@
 //! A key's own `alg`, when present, pins the one algorithm it may verify. Keys marked `"use": "enc"` are not
 //! signature keys. Unknown members (`x5c`, `x5t`, ...) are ignored, as RFC 7517 §4 asks.
 
-use crate::b64;
-use crate::crypto::{Alg, KeyError, VerifyKey};
+use crate::formats::b64;
+use crate::formats::crypto::{Alg, KeyError, VerifyKey};
 use serde_json::Value;
 use std::fmt;
 

@@ -6,9 +6,9 @@
 //! expected (`providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve "P-521", expected P-256 or P-384`).
 //! Unknown fields are refused everywhere except inside JWKs (RFC 7517 asks readers to ignore them).
 
+use crate::policy::rules::{normalize_path, HostMatch, Match};
+use crate::policy::template::{Root, Template};
 use crate::providers::{Provider, RawProvider};
-use crate::rules::{normalize_path, HostMatch, Match};
-use crate::template::{Root, Template};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -35,7 +35,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub(crate) fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+pub(crate) fn err<T>(
+    path: impl Into<String>,
+    message: impl Into<String>,
+) -> Result<T, ConfigError> {
     Err(ConfigError {
         path: path.into(),
         message: message.into(),
@@ -391,7 +394,8 @@ fn compile_strip(raw: &[String], providers: &[Provider]) -> Result<Vec<String>, 
     strip.sort();
     strip.dedup();
     for p in providers {
-        p.kind.check_strip(&format!("providers.{}", p.name), &strip)?;
+        p.kind
+            .check_strip(&format!("providers.{}", p.name), &strip)?;
     }
     Ok(strip)
 }
@@ -657,8 +661,8 @@ fn compile_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Alg;
-    use crate::extract::TokenSource;
+    use crate::formats::crypto::Alg;
+    use crate::providers::extract::TokenSource;
     use crate::providers::ProviderKind;
     use serde_json::json;
 
