@@ -948,3 +948,40 @@ mod token_cache {
         assert_eq!(caches.tokens.len(), 1);
     }
 }
+
+/// A JWK Set the way Keycloak publishes a realm's keys: an RSA-OAEP encryption key beside the RS256 signing
+/// key (both with real RSA numbers; here the same test key, under two kids).
+fn keycloak_like_jwks(keys: &Keys) -> Value {
+    let sig = keys.jwks()["keys"][2].clone();
+    let mut enc = sig.clone();
+    enc["kid"] = json!("kc-enc");
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("RSA-OAEP");
+    let mut sig = sig;
+    sig["kid"] = json!("kc-sig");
+    sig["use"] = json!("sig");
+    sig["alg"] = json!("RS256");
+    json!({"keys": [enc, sig]})
+}
+
+#[test]
+fn an_inline_keycloak_jwks_skips_its_encryption_key_and_verifies_with_the_signing_key() {
+    let keys = Keys::new();
+    let cfg = json!({
+        "providers": {"kc": {"jwt": {"issuer": ISS, "keys": {"jwks": keycloak_like_jwks(&keys)},
+            "headers": {"x-commit-owner": "human:${claims.sub}"}}}},
+        "rules": [{"require": "kc"}]
+    });
+    let policy = compile(cfg.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        policy.warnings,
+        vec!["key skipped, it cannot verify a JWS: providers.kc.jwt.keys.jwks.keys[0] (kid \"kc-enc\"): use: \"enc\" marks an encryption key, expected \"sig\"".to_owned()]
+    );
+    let f = Fixture { keys, policy };
+    let claims = json!({"iss": ISS, "sub": "alice", "exp": NOW + 600});
+    let d = f.bearer("/x", &f.token("RS256", "kc-sig", claims.clone()));
+    assert_eq!(set(&d, "x-commit-owner").as_deref(), Some("human:alice"));
+    // The skipped key's kid is unknown: no fallback to the signing key.
+    let d = f.bearer("/x", &f.token("RS256", "kc-enc", claims));
+    assert_eq!(reason(&d), Reason::UnknownKid);
+}

@@ -362,6 +362,10 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Once per configure: config that was accepted but not all used (a key that cannot verify a JWS).
+        for w in &policy.warnings {
+            log(LogLevel::Warn, &format!("trustgate: config: {w}"));
+        }
         // Native RSA/ECDSA when the host offers it and gets the probe right; pure Rust otherwise.
         let host_crypto = hostcrypto::probe();
         crate::formats::crypto::set_offload(

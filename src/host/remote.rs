@@ -283,10 +283,18 @@ impl Remote {
                 Err(e) => self.fail(&f.url, &e, now),
                 Ok(parsed) => {
                     for (i, e) in &parsed.refused {
+                        // The inline set's classification (policy::config): a key that cannot verify a JWS
+                        // is skipped there too; a malformed one is refused there, skipped here, so one bad
+                        // entry does not take every key of a running identity provider away.
+                        let why = if e.cannot_verify_jws() {
+                            "cannot verify a JWS"
+                        } else {
+                            "malformed"
+                        };
                         log(
                             LogLevel::Warn,
                             &format!(
-                                "trustgate: jwks provider={} url={} skipped key [{i}]: {e}",
+                                "trustgate: jwks provider={} url={} skipped key [{i}] ({why}): {e}",
                                 self.name, f.url
                             ),
                         );

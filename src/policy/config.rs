@@ -102,6 +102,9 @@ pub struct Policy {
     pub strip: Vec<String>,
     /// Some provider reads the client certificate (the host asks for it only then).
     pub needs_peer: bool,
+    /// What the host logs once at configure: config that was accepted but not all used (an inline JWKS key
+    /// that cannot verify a JWS, with its path, kid and why). Never key material.
+    pub warnings: Vec<String>,
 }
 
 impl Policy {
@@ -341,7 +344,8 @@ pub(crate) fn header_name(path: &str, name: &str) -> Result<String, ConfigError>
 }
 
 fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
-    let providers = compile_providers(&raw.providers)?;
+    let mut warnings = Vec::new();
+    let providers = compile_providers(&raw.providers, &mut warnings)?;
     let strip = compile_strip(&raw.strip_headers, &providers)?;
     let rules = compile_rules(&raw.rules, &providers)?;
     let needs_peer = providers.iter().any(|p| p.kind.needs_peer());
@@ -350,11 +354,15 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         rules,
         strip,
         needs_peer,
+        warnings,
     })
 }
 
 /// `providers`, in name order: each name checked, each kind compiled by its own module.
-fn compile_providers(raw: &BTreeMap<String, RawProvider>) -> Result<Vec<Provider>, ConfigError> {
+fn compile_providers(
+    raw: &BTreeMap<String, RawProvider>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Provider>, ConfigError> {
     let mut providers = Vec::new();
     for (name, p) in raw {
         let path = format!("providers.{name}");
@@ -370,7 +378,7 @@ fn compile_providers(raw: &BTreeMap<String, RawProvider>) -> Result<Vec<Provider
                 format!("{name:?} is reserved as a metric label, choose another name"),
             );
         }
-        providers.push(p.compile(&path, name)?);
+        providers.push(p.compile(&path, name, warnings)?);
     }
     Ok(providers)
 }
@@ -705,15 +713,104 @@ mod tests {
         assert_eq!(j.rules.clock_skew_s, 60);
     }
 
-    #[test]
-    fn unsupported_curve_names_the_path() {
+    /// The keys of `HS_KEY` plus `extra`, as an inline set.
+    fn with_keys(extra: Value) -> Value {
+        let mut keys: Vec<Value> = serde_json::from_str::<Value>(HS_KEY).unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .clone();
+        keys.extend(extra.as_array().unwrap().iter().cloned());
         let mut v = base();
-        v["providers"]["corp"]["jwt"]["keys"] =
-            json!({"jwks": {"keys": [{"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"}]}});
+        v["providers"]["corp"]["jwt"]["keys"] = json!({"jwks": {"keys": keys}});
+        v
+    }
+
+    #[test]
+    fn inline_keys_that_cannot_verify_a_jws_are_skipped_with_a_warning() {
+        // Keycloak publishes an RSA-OAEP encryption key beside its signing keys; other sets hold curves,
+        // types and algorithms this filter does not verify with.
+        let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+        let v = with_keys(json!([
+            {"kty": "RSA", "kid": "kc-enc", "use": "enc", "alg": "RSA-OAEP", "n": n, "e": "AQAB"},
+            {"kty": "RSA", "kid": "oaep-256", "alg": "RSA-OAEP-256", "n": n, "e": "AQAB"},
+            {"kty": "OKP", "kid": "ecdh", "crv": "X25519", "alg": "ECDH-ES", "x": "AA"},
+            {"kty": "oct", "kid": "wrap", "alg": "A128KW", "k": "GawgguFyGrWKav7AX4VKUg"},
+            {"kty": "EC", "kid": "big", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "OKP", "kid": "x", "crv": "X25519", "x": "AA"},
+            {"kty": "oct", "kid": "ops", "key_ops": ["encrypt"], "k": "c2VjcmV0"},
+            {"kty": "AKP", "kid": "pq"}
+        ]));
+        let p = compile_value(&v).unwrap();
+        let ProviderKind::Jwt(j) = &p.providers[0].kind else {
+            panic!("jwt provider expected")
+        };
+        let crate::providers::jwt_keys::KeySource::Static(keys) = &j.keys else {
+            panic!("static keys expected")
+        };
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid.as_deref(), Some("h"));
+        let kids: Vec<&str> = p.warnings.iter().map(String::as_str).collect();
+        assert_eq!(kids.len(), 8, "{kids:#?}");
+        assert_eq!(
+            kids[0],
+            "key skipped, it cannot verify a JWS: providers.corp.jwt.keys.jwks.keys[1] (kid \"kc-enc\"): use: \"enc\" marks an encryption key, expected \"sig\""
+        );
+        assert!(kids[1]
+            .contains("keys[2].alg (kid \"oaep-256\"): unsupported algorithm \"RSA-OAEP-256\""));
+        assert!(kids[5].contains("keys[6].crv (kid \"x\"): unsupported curve \"X25519\""));
+        assert!(kids[6].contains("keys[7].key_ops (kid \"ops\"): does not list \"verify\""));
+        // Never key material.
+        assert!(!p
+            .warnings
+            .iter()
+            .any(|w| w.contains(n) || w.contains("GawgguFyGrWKav7AX4VKUg")));
+    }
+
+    #[test]
+    fn an_inline_set_without_a_usable_key_is_refused_at_its_path() {
+        let mut v = base();
+        v["providers"]["corp"]["jwt"]["keys"] = json!({"jwks": {"keys": [
+            {"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"}
+        ]}});
         assert_eq!(
             error_of(v),
-            "providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve \"P-521\", expected P-256 or P-384"
+            "providers.corp.jwt.keys.jwks: no key can verify a JWS, expected at least one signature key; skipped providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve \"P-521\", expected P-256 or P-384; providers.corp.jwt.keys.jwks.keys[1] (kid \"enc\"): use: \"enc\" marks an encryption key, expected \"sig\""
         );
+    }
+
+    #[test]
+    fn a_malformed_usable_key_is_refused_at_its_member_even_beside_skipped_ones() {
+        let enc = json!({"kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP", "n": "AQAB", "e": "AQAB"});
+        let cases = [
+            (
+                json!({"kty": "RSA", "kid": "s", "alg": "RS256", "n": "!!", "e": "AQAB"}),
+                "keys[2].n: expected base64url",
+            ),
+            (
+                json!({"kty": "RSA", "kid": "s", "e": "AQAB"}),
+                "keys[2].n: missing",
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": "AQAB", "y": "AQAB"}),
+                "keys[2].x: ",
+            ),
+            (
+                json!({"kty": "oct", "k": "c2VjcmV0", "alg": "ES256"}),
+                "keys[2].alg: ES256 cannot be used with a oct key",
+            ),
+            (
+                json!({"kty": "EC", "x": "AA", "y": "AA"}),
+                "keys[2].crv: missing",
+            ),
+        ];
+        for (bad, want) in cases {
+            let e = error_of(with_keys(json!([enc.clone(), bad])));
+            assert!(
+                e.starts_with(&format!("providers.corp.jwt.keys.jwks.{want}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

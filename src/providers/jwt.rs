@@ -75,8 +75,15 @@ pub(super) fn compile(
     path: &str,
     name: &str,
     j: &RawJwt,
+    warnings: &mut Vec<String>,
 ) -> Result<(JwtProvider, Vec<(String, Template)>), ConfigError> {
-    let keys = jwt_keys::compile(&format!("{path}.keys"), name, &j.keys, j.issuer.as_deref())?;
+    let keys = jwt_keys::compile(
+        &format!("{path}.keys"),
+        name,
+        &j.keys,
+        j.issuer.as_deref(),
+        warnings,
+    )?;
     let algorithms = compile_algorithms(path, j.algorithms.as_deref(), &keys)?;
     let from = match &j.from {
         None => vec![TokenSource::bearer()],

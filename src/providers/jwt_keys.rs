@@ -129,16 +129,18 @@ impl RemoteSource {
 }
 
 /// Compiles `providers.<provider>.jwt.keys` (at `path`); `issuer` is the provider's, which discovery needs.
+/// Inline keys that cannot verify a JWS are skipped with a line in `warnings`.
 pub(super) fn compile(
     path: &str,
     provider: &str,
     raw: &RawJwtKeys,
     issuer: Option<&str>,
+    warnings: &mut Vec<String>,
 ) -> Result<KeySource, ConfigError> {
     let keys = match raw {
         RawJwtKeys::Remote(r) => return compile_remote(&format!("{path}.remote"), provider, r),
         RawJwtKeys::Discovery(d) => return compile_discovery(path, provider, d, issuer),
-        RawJwtKeys::Jwks(v) => compile_jwks(&format!("{path}.jwks"), v)?,
+        RawJwtKeys::Jwks(v) => compile_jwks(&format!("{path}.jwks"), v, warnings)?,
         RawJwtKeys::Pem(text) => VerifyKey::from_pem(text)
             .map_err(|e| ConfigError {
                 path: format!("{path}.pem"),
@@ -243,8 +245,15 @@ fn remote(
     }))
 }
 
-/// `keys.jwks` (at `path`): a JWK Set object or its JSON text.
-fn compile_jwks(path: &str, v: &Value) -> Result<Vec<Jwk>, ConfigError> {
+/// `keys.jwks` (at `path`): a JWK Set object or its JSON text, as an identity provider publishes it. A key
+/// this filter cannot verify a JWS with (an encryption key, an unsupported type, curve or algorithm) is
+/// skipped with a warning naming its kid and why, the way a fetched set skips it; a malformed key that could
+/// verify is refused at its member's path; so is a set left with no key.
+fn compile_jwks(
+    path: &str,
+    v: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Jwk>, ConfigError> {
     let owned;
     let doc = match v {
         Value::String(s) => {
@@ -266,10 +275,37 @@ fn compile_jwks(path: &str, v: &Value) -> Result<Vec<Jwk>, ConfigError> {
         return err(path, "expected a JWK Set object {\"keys\": [...]}");
     };
     let mut keys = Vec::new();
+    // `<member path> (kid "…"): why`, for each key that cannot verify a JWS.
+    let mut skipped = Vec::new();
     for (i, k) in list.iter().enumerate() {
-        let kpath = format!("{path}.keys[{i}]");
-        keys.push(Jwk::from_value(k).map_err(|e| super::jwk_error_at(&kpath, &e))?);
+        match Jwk::from_value(k) {
+            Ok(key) => keys.push(key),
+            Err(e) if e.cannot_verify_jws() => {
+                // The kid is the key's public name; nothing else of the key is repeated.
+                let kid = match k.get("kid").and_then(Value::as_str) {
+                    Some(kid) => format!(" (kid {kid:?})"),
+                    None => String::new(),
+                };
+                let at = super::jwk_error_at(&format!("{path}.keys[{i}]"), &e);
+                skipped.push(format!("{}{kid}: {}", at.path, at.message));
+            }
+            Err(e) => return Err(super::jwk_error_at(&format!("{path}.keys[{i}]"), &e)),
+        }
     }
+    if keys.is_empty() && !skipped.is_empty() {
+        return err(
+            path,
+            format!(
+                "no key can verify a JWS, expected at least one signature key; skipped {}",
+                skipped.join("; ")
+            ),
+        );
+    }
+    warnings.extend(
+        skipped
+            .iter()
+            .map(|s| format!("key skipped, it cannot verify a JWS: {s}")),
+    );
     Ok(keys)
 }
 

@@ -69,11 +69,17 @@ pub enum ProviderKind {
 }
 
 impl RawProvider {
-    /// Compiles the provider `name` found at `path` (`providers.<name>`).
-    pub(crate) fn compile(&self, path: &str, name: &str) -> Result<Provider, ConfigError> {
+    /// Compiles the provider `name` found at `path` (`providers.<name>`); what the host should log once (a
+    /// skipped key) goes to `warnings`.
+    pub(crate) fn compile(
+        &self,
+        path: &str,
+        name: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Provider, ConfigError> {
         let (kind, headers, upstream) = match self {
             RawProvider::Jwt(j) => {
-                let (k, h) = jwt::compile(&format!("{path}.jwt"), name, j)?;
+                let (k, h) = jwt::compile(&format!("{path}.jwt"), name, j, warnings)?;
                 (ProviderKind::Jwt(Box::new(k)), h, &j.upstream_headers)
             }
             RawProvider::Hmac(h) => {
