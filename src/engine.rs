@@ -1,44 +1,21 @@
 //! The decision for one request: normalize the path, pick the first matching rule, satisfy its requirement
 //! tree, render identity headers. Pure: the request, the policy and `now` in, a [`Decision`] out.
 //!
+//! The engine walks; it does not know how a credential is checked. Each provider of the tree is checked by
+//! its kind's module through [`crate::providers::Provider::check`].
+//!
 //! The strip list ([`Policy::strip`]) is not part of the decision: the host removes those headers from every
 //! request before calling [`decide`], whatever the outcome.
 
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Scheme};
-use crate::formats::jwk::Jwk;
-use crate::formats::signet::BindingCache;
 use crate::policy::config::{Action, Policy, Requirement};
 use crate::policy::rules::{normalize_path, other_readings};
 use crate::providers::Cx;
 use crate::request::RequestView;
 use crate::state::jwks_cache::SharedStore;
-use crate::state::token_cache::TokenCache;
-use std::rc::Rc;
 
-/// The current keys of providers whose keys are fetched at run time (the host's per-VM cache).
-pub trait KeyLookup {
-    /// The usable keys of provider `index` and their version, or `None` while none are (→ 503
-    /// `keys_unavailable`).
-    fn remote_keys(&self, index: usize) -> Option<(Rc<[Jwk]>, u64)>;
-}
-
-/// For policies without remote key sets (tests, the CLI): no remote keys are ever available.
-pub struct NoRemoteKeys;
-
-impl KeyLookup for NoRemoteKeys {
-    fn remote_keys(&self, _index: usize) -> Option<(Rc<[Jwk]>, u64)> {
-        None
-    }
-}
-
-/// The per-VM caches a decision may use and fill.
-#[derive(Default)]
-pub struct Caches {
-    /// Verified Signet bindings.
-    pub signet: BindingCache,
-    /// Verified JWTs.
-    pub tokens: TokenCache,
-}
+// What the host hands every check; defined beside the checks that read them.
+pub use crate::providers::{Caches, KeyLookup, NoRemoteKeys};
 
 /// A satisfied requirement: identity headers and credential removals.
 #[derive(Debug, Default)]

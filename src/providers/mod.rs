@@ -8,8 +8,10 @@
 //! gives the same per-decision cost before and after this module replaced the 300-line matches (see the
 //! commit message for the figures).
 //!
-//! Shared by the kinds: [`Cx`] (what a check may read), [`Fail`], [`render_headers`], [`Named`] (the
-//! `${provider}` and `${rule}` facts) and [`clients`] (the client table of `hmac` and `api_key`).
+//! Shared by the kinds: [`Cx`] (what a check may read: the request, `now`, the remote keys through
+//! [`KeyLookup`], the replay store, the per-VM [`Caches`]), [`Fail`], [`render_headers`], [`Named`] (the
+//! `${provider}` and `${rule}` facts), [`extract`] (credential sources) and [`clients`] (the client table of
+//! `hmac` and `api_key`).
 
 pub mod api_key;
 pub mod clients;
@@ -22,17 +24,19 @@ pub mod mtls;
 pub mod signet;
 
 use crate::decision::{HeaderOp, Reason, Scheme};
-use crate::engine::{Caches, KeyLookup};
-use crate::formats::jwk::JwkError;
+use crate::formats::jwk::{Jwk, JwkError};
+use crate::formats::signet::BindingCache;
 use crate::policy::config::{compile_upstream, err, ConfigError, UpstreamValue};
 use crate::policy::template::{Facts, RenderError, Root, Template};
 use crate::request::RequestView;
 use crate::state::jwks_cache::SharedStore;
 use crate::state::replay::{self, Replay};
+use crate::state::token_cache::TokenCache;
 use extract::{Found, TokenSource};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
+use std::rc::Rc;
 
 /// One provider of the config: exactly one kind.
 #[derive(Deserialize)]
@@ -209,6 +213,31 @@ impl ProviderKind {
             _ => Ok(()),
         }
     }
+}
+
+/// The current keys of providers whose keys are fetched at run time (the host's per-VM cache).
+pub trait KeyLookup {
+    /// The usable keys of provider `index` and their version, or `None` while none are (→ 503
+    /// `keys_unavailable`).
+    fn remote_keys(&self, index: usize) -> Option<(Rc<[Jwk]>, u64)>;
+}
+
+/// For policies without remote key sets (tests, the CLI): no remote keys are ever available.
+pub struct NoRemoteKeys;
+
+impl KeyLookup for NoRemoteKeys {
+    fn remote_keys(&self, _index: usize) -> Option<(Rc<[Jwk]>, u64)> {
+        None
+    }
+}
+
+/// The per-VM caches a decision may use and fill.
+#[derive(Default)]
+pub struct Caches {
+    /// Verified Signet bindings.
+    pub signet: BindingCache,
+    /// Verified JWTs.
+    pub tokens: TokenCache,
 }
 
 /// What every provider check of one request may read.
