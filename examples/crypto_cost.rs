@@ -15,7 +15,7 @@
 )]
 use ed25519_dalek::Signer as _;
 use std::time::Instant;
-use trustgate::crypto::{verify, Alg, Ed25519Key, VerifyKey, TABLE_AFTER};
+use trustgate::formats::crypto::{verify, Alg, Ed25519Key, VerifyKey, TABLE_AFTER};
 
 fn time<F: FnMut() -> bool>(label: &str, n: u32, mut f: F) {
     // V8 compiles in tiers: the first calls run unoptimized code.

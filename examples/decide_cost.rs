@@ -20,8 +20,8 @@ use p256::ecdsa::signature::Signer as _;
 use serde_json::json;
 use std::time::Instant;
 use trustgate::engine::{decide, Caches, NoRemoteKeys};
-use trustgate::jwks_cache::MemoryStore;
 use trustgate::request::RequestView;
+use trustgate::state::jwks_cache::MemoryStore;
 
 fn time<F: FnMut()>(label: &str, n: u32, mut f: F) {
     if let Some(only) = std::env::args().nth(1) {
@@ -50,7 +50,7 @@ fn main() {
         "keys": {"jwks": jwks}, "headers": {"x-commit-owner": "human:${claims.sub}"}}}},
         "strip_headers": ["x-commit-owner", "x-user"],
         "rules": [{"name": "h", "match": {"path": "/healthz"}, "allow": "public"}, {"name": "api", "match": {}, "require": "corp"}]});
-    let policy = trustgate::config::compile(cfg.to_string().as_bytes()).unwrap();
+    let policy = trustgate::policy::config::compile(cfg.to_string().as_bytes()).unwrap();
     let now = 1_800_000_000i64;
     let input = format!("{}.{}", B64.encode(json!({"alg":"ES256","kid":"es","typ":"JWT"}).to_string()),
         B64.encode(json!({"iss": "https://idp.bench.local/", "sub": "user-0", "aud": "trustgate-bench", "exp": now + 3600, "iat": now, "jti": "bench-0"}).to_string()));
@@ -101,12 +101,12 @@ fn main() {
         });
     }
     time("normalize_path", n, || {
-        let _ = trustgate::rules::normalize_path("/api/bench");
+        let _ = trustgate::policy::rules::normalize_path("/api/bench");
     });
-    let token = trustgate::jwt::UntrustedJwt::parse(&tok).unwrap();
+    let token = trustgate::formats::jwt::UntrustedJwt::parse(&tok).unwrap();
     let _ = token;
     time("parse token", n, || {
-        let _ = trustgate::jwt::UntrustedJwt::parse(&tok);
+        let _ = trustgate::formats::jwt::UntrustedJwt::parse(&tok);
     });
     time("header Vec build (1 hdr)", n, || {
         let v: Vec<(String, String)> = vec![

@@ -2,7 +2,7 @@
 //! one [`Reason`]. One table maps each reason to its HTTP status, its stable code (the `reason` in the JSON
 //! body, the metric label, the log field) and its `WWW-Authenticate` error.
 
-use crate::jwt::JwtError;
+use crate::formats::jwt::JwtError;
 
 /// Every reason a request is refused. Codes are stable: clients and dashboards depend on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

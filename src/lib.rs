@@ -3,24 +3,21 @@
 //! On every request the host adapter removes the identity headers a client could forge, the core verifies the
 //! credential the matching rule requires, and on success the adapter writes trusted identity headers.
 //!
-//! Module map (the core has no proxy-wasm dependency and runs natively in `cargo test`):
-//! - [`config`]: the JSON contract (raw serde types) → compiled, immutable [`config::Policy`].
-//! - [`rules`]: path normalization, host/path/method matching.
-//! - [`extract`]: finding a provider's credential (header, query, cookie) and removing it.
-//! - [`jwt`]: JWS compact parsing and claim checks; [`jwk`]: JWK / JWK Set decoding.
-//! - [`jwks_cache`]: remote key sets (shared record, lease, TTL, backoff, OIDC discovery).
-//! - [`hmac_auth`]: gatekeeper `Authorization: HMAC` signed requests.
-//! - [`signet`]: Signet proofs of possession (Ed25519 master → ephemeral key).
-//! - [`httpsig`]: RFC 9421 HTTP Message Signatures; [`sfv`]: RFC 8941 structured fields.
-//! - [`replay`]: the bounded process-wide replay store and rate-limit counters.
-//! - [`token_cache`]: verified JWTs per VM, tied to provider and key-set version.
-//! - [`crypto`]: the algorithms and [`crypto::verify`], the one place that calls signature crates.
-//! - [`b64`]: strict base64 and hex.
-//! - [`template`]: identity header templates (`${claims.sub}`).
-//! - [`engine`]: [`engine::decide`], the decision for one request.
-//! - [`decision`]: [`decision::Decision`], reason codes, statuses and challenges.
-//! - [`request`]: [`request::RequestView`], the host's snapshot of a request.
-//! - `host` (wasm32 only): the proxy-wasm adapter; the only module that imports `proxy_wasm`.
+//! Module map, from the host down (the core has no proxy-wasm dependency and runs natively in `cargo test`):
+//! - `host` (wasm32 only): the proxy-wasm adapter; the only module that imports `proxy_wasm`. It snapshots a
+//!   request into a [`request::RequestView`], calls [`engine::decide`], applies the [`decision::Decision`].
+//! - [`engine`]: the walk of one request: path → rule → requirement tree → provider checks → identity
+//!   headers → [`decision::Decision`] (reason codes, statuses, challenges).
+//! - [`policy`]: [`policy::config`] (the JSON contract → an immutable [`policy::config::Policy`]),
+//!   [`policy::rules`] (path normalization, host/path/method matching), [`policy::template`] (`${claims.sub}`).
+//! - [`providers`]: one module per provider kind (`jwt`, `hmac`, `api_key`, `signet`, `http_signature`,
+//!   `mtls`), each owning its raw config, compile step, request check and template facts, behind the
+//!   [`providers::ProviderKind`] enum; plus credential extraction and the client table they share.
+//! - [`state`]: process state over the shared store: replay nonces and rate counters, the verified-token
+//!   cache, remote key sets (lease, TTL, backoff, OIDC discovery).
+//! - [`formats`]: pure formats and crypto: JWS/JWT, JWK, RFC 8941 structured fields and RFC 9421 signatures,
+//!   Signet proofs, the gatekeeper HMAC wire format, client certificates, the crypto backends, base64.
+//! - `bin/trustgate` (native, feature `cli`): the command line (keys, signing, `trust`, config checks).
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 #![cfg_attr(
     test,
@@ -32,25 +29,13 @@
     )
 )]
 
-pub mod b64;
-pub mod cert;
-pub mod config;
-pub mod crypto;
 pub mod decision;
 pub mod engine;
-pub mod extract;
-pub mod hmac_auth;
-pub mod httpsig;
-pub mod jwk;
-pub mod jwks_cache;
-pub mod jwt;
-pub mod replay;
+pub mod formats;
+pub mod policy;
+pub mod providers;
 pub mod request;
-pub mod rules;
-pub mod sfv;
-pub mod signet;
-pub mod template;
-pub mod token_cache;
+pub mod state;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

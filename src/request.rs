@@ -14,7 +14,7 @@ pub struct RequestView<'a> {
     /// The whole body once read (`Some(b"")` for a request without one); `None` while it has not been read.
     pub body: Option<&'a [u8]>,
     /// The client certificate Envoy verified on this connection, if any (read only when a provider needs it).
-    pub peer: Option<&'a crate::cert::PeerCert>,
+    pub peer: Option<&'a crate::formats::cert::PeerCert>,
 }
 
 impl<'a> RequestView<'a> {

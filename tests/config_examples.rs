@@ -31,7 +31,7 @@ fn every_example_compiles() {
         let bytes = std::fs::read(&f).unwrap();
         // Examples name secrets as {"env": NAME}: any value stands in for them here.
         let env = |_: &str| Some("TEST-ONLY-value".to_owned());
-        if let Err(e) = trustgate::config::compile_with_env(&bytes, &env) {
+        if let Err(e) = trustgate::policy::config::compile_with_env(&bytes, &env) {
             panic!("{}: {e}", f.display());
         }
     }

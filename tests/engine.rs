@@ -12,12 +12,12 @@ mod mint;
 
 use mint::{b64, hs256, rsa_public_pem, Keys};
 use serde_json::{json, Value};
-use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
 use trustgate::engine::Caches;
 use trustgate::engine::{decide, NoRemoteKeys};
-use trustgate::jwks_cache::MemoryStore;
+use trustgate::policy::config::{compile, Policy};
 use trustgate::request::RequestView;
+use trustgate::state::jwks_cache::MemoryStore;
 
 const NOW: i64 = 1_800_000_000;
 const ISS: &str = "https://idp.example.com/";
@@ -391,7 +391,7 @@ fn tampered_signature_is_refused() {
     ] {
         let good = f.token(alg, kid, Fixture::good_claims());
         let (input, sig) = good.rsplit_once('.').unwrap();
-        let mut bytes = trustgate::b64::url_decode(sig).unwrap();
+        let mut bytes = trustgate::formats::b64::url_decode(sig).unwrap();
         bytes[5] ^= 1;
         let d = f.bearer("/api/x", &format!("{input}.{}", b64(&bytes)));
         assert_eq!(reason(&d), Reason::BadSignature, "{alg}");
@@ -722,7 +722,7 @@ mod token_cache {
     use std::cell::RefCell;
     use std::rc::Rc;
     use trustgate::engine::KeyLookup;
-    use trustgate::jwk::{parse_jwks, Jwk};
+    use trustgate::formats::jwk::{parse_jwks, Jwk};
 
     /// A remote key set the test rotates: (keys, version).
     struct Rotating(RefCell<(Rc<[Jwk]>, u64)>);
@@ -891,7 +891,7 @@ mod token_cache {
     fn the_cache_is_bounded() {
         let f = Fixture::new();
         let caches = Caches::default();
-        for i in 0..(trustgate::token_cache::MAX_ENTRIES + 10) {
+        for i in 0..(trustgate::state::token_cache::MAX_ENTRIES + 10) {
             let mut c = Fixture::good_claims();
             c["jti"] = json!(i.to_string());
             let t = f.keys.mint(&json!({"alg": "HS256", "kid": "hs"}), &c);
@@ -900,7 +900,7 @@ mod token_cache {
                 Decision::Allow(_)
             ));
         }
-        assert!(caches.tokens.len() <= trustgate::token_cache::MAX_ENTRIES);
+        assert!(caches.tokens.len() <= trustgate::state::token_cache::MAX_ENTRIES);
     }
 
     #[test]
@@ -908,9 +908,9 @@ mod token_cache {
         let f = Fixture::new();
         let caches = Caches::default();
         let mut c = Fixture::good_claims();
-        c["pad"] = json!("x".repeat(trustgate::token_cache::MAX_TOKEN_BYTES));
+        c["pad"] = json!("x".repeat(trustgate::state::token_cache::MAX_TOKEN_BYTES));
         let t = f.keys.mint(&json!({"alg": "ES256", "kid": "es"}), &c);
-        assert!(t.len() > trustgate::token_cache::MAX_TOKEN_BYTES);
+        assert!(t.len() > trustgate::state::token_cache::MAX_TOKEN_BYTES);
         for _ in 0..2 {
             assert!(matches!(
                 run(&f.policy, &NoRemoteKeys, &caches, "/api/x", &t, NOW),
@@ -947,4 +947,41 @@ mod token_cache {
         }
         assert_eq!(caches.tokens.len(), 1);
     }
+}
+
+/// A JWK Set the way Keycloak publishes a realm's keys: an RSA-OAEP encryption key beside the RS256 signing
+/// key (both with real RSA numbers; here the same test key, under two kids).
+fn keycloak_like_jwks(keys: &Keys) -> Value {
+    let sig = keys.jwks()["keys"][2].clone();
+    let mut enc = sig.clone();
+    enc["kid"] = json!("kc-enc");
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("RSA-OAEP");
+    let mut sig = sig;
+    sig["kid"] = json!("kc-sig");
+    sig["use"] = json!("sig");
+    sig["alg"] = json!("RS256");
+    json!({"keys": [enc, sig]})
+}
+
+#[test]
+fn an_inline_keycloak_jwks_skips_its_encryption_key_and_verifies_with_the_signing_key() {
+    let keys = Keys::new();
+    let cfg = json!({
+        "providers": {"kc": {"jwt": {"issuer": ISS, "keys": {"jwks": keycloak_like_jwks(&keys)},
+            "headers": {"x-commit-owner": "human:${claims.sub}"}}}},
+        "rules": [{"require": "kc"}]
+    });
+    let policy = compile(cfg.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        policy.warnings,
+        vec!["key skipped, it cannot verify a JWS: providers.kc.jwt.keys.jwks.keys[0] (kid \"kc-enc\"): use: \"enc\" marks an encryption key, expected \"sig\"".to_owned()]
+    );
+    let f = Fixture { keys, policy };
+    let claims = json!({"iss": ISS, "sub": "alice", "exp": NOW + 600});
+    let d = f.bearer("/x", &f.token("RS256", "kc-sig", claims.clone()));
+    assert_eq!(set(&d, "x-commit-owner").as_deref(), Some("human:alice"));
+    // The skipped key's kid is unknown: no fallback to the signing key.
+    let d = f.bearer("/x", &f.token("RS256", "kc-enc", claims));
+    assert_eq!(reason(&d), Reason::UnknownKid);
 }

@@ -9,12 +9,12 @@
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use trustgate::cert::PeerCert;
-use trustgate::config::{compile, compile_with_env, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
 use trustgate::engine::{decide, Caches, NoRemoteKeys};
-use trustgate::jwks_cache::MemoryStore;
+use trustgate::formats::cert::PeerCert;
+use trustgate::policy::config::{compile, compile_with_env, Policy};
 use trustgate::request::RequestView;
+use trustgate::state::jwks_cache::MemoryStore;
 
 const NOW: i64 = 1_800_000_000;
 const TOKEN: &str = "Bearer ghp_TEST_ONLY_upstream";
@@ -83,7 +83,7 @@ fn run(p: &Policy, path: &str, headers: &[(&str, &str)], peer: Option<&PeerCert>
         peer,
     };
     let store = MemoryStore::default();
-    trustgate::replay::prepare_slots(&store, "gk");
+    trustgate::state::replay::prepare_slots(&store, "gk");
     decide(p, &view, NOW, &NoRemoteKeys, &store, &Caches::default())
 }
 

@@ -13,7 +13,7 @@ mod common;
 
 use serde_json::Value;
 use std::cell::Cell;
-use trustgate::crypto::{self, Alg, VerifyKey};
+use trustgate::formats::crypto::{self, Alg, VerifyKey};
 
 thread_local! {
     static CALLS: Cell<usize> = const { Cell::new(0) };

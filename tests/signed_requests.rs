@@ -11,13 +11,13 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use trustgate::config::{compile, Policy};
 use trustgate::decision::{Decision, HeaderOp, Reason};
 use trustgate::engine::Caches;
 use trustgate::engine::{decide, NoRemoteKeys};
-use trustgate::jwks_cache::MemoryStore;
-use trustgate::replay;
+use trustgate::policy::config::{compile, Policy};
 use trustgate::request::RequestView;
+use trustgate::state::jwks_cache::MemoryStore;
+use trustgate::state::replay;
 
 const CLIENT: &str = "3f2c1a9e-0000-4000-8000-000000000001";
 const SECRET: &str = "s3cr3t-shared-secret";
@@ -139,8 +139,8 @@ fn sign(
     body: &[u8],
     client: &str,
 ) -> String {
-    let msg = trustgate::hmac_auth::message(method, path, &ts.to_string(), nonce, body);
-    let mac = trustgate::crypto::hmac_sha256(secret.as_bytes(), &msg);
+    let msg = trustgate::formats::gatekeeper::message(method, path, &ts.to_string(), nonce, body);
+    let mac = trustgate::formats::crypto::hmac_sha256(secret.as_bytes(), &msg);
     let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
     format!(r#"HMAC client_id="{client}",timestamp="{ts}",nonce="{nonce}",signature="{hex}""#)
 }
@@ -177,7 +177,7 @@ fn reference_client_examples_verify_once_and_not_after_301_s() {
         let ts = c["timestamp"].as_i64().unwrap();
         let auth = c["authorization"].as_str().unwrap();
         // Our own string to sign gives the vector's signature.
-        let msg = trustgate::hmac_auth::message(
+        let msg = trustgate::formats::gatekeeper::message(
             method,
             path,
             &ts.to_string(),
@@ -785,7 +785,7 @@ mod http_signature_provider {
         headers.push(("signature-input".into(), format!("sig1={input}")));
         // The base does not cover Signature itself; a placeholder lets the fields parse.
         headers.push(("signature".into(), "sig1=:AAAA:".into()));
-        let req = trustgate::httpsig::Request {
+        let req = trustgate::formats::httpsig::Request {
             method,
             scheme: "https",
             authority: "api.example.com",
@@ -793,11 +793,11 @@ mod http_signature_provider {
             headers: &headers,
             body: Some(body),
         };
-        let base = trustgate::httpsig::signature_base(&req, "sig1").unwrap();
+        let base = trustgate::formats::httpsig::signature_base(&req, "sig1").unwrap();
         let secret = base64::engine::general_purpose::STANDARD
             .decode(SECRET_B64)
             .unwrap();
-        let mac = trustgate::crypto::hmac_sha256(&secret, base.as_bytes());
+        let mac = trustgate::formats::crypto::hmac_sha256(&secret, base.as_bytes());
         let sig = base64::engine::general_purpose::STANDARD.encode(mac);
         headers.pop();
         headers.push(("signature".into(), format!("sig1=:{sig}:")));

@@ -41,9 +41,9 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use trustgate::crypto::{Alg, VerifyKey};
-use trustgate::jwk::{parse_jwks, parse_jwks_value, Jwk, JwksError};
-use trustgate::jwt::{JwtError, JwtRules, UntrustedJwt};
+use trustgate::formats::crypto::{Alg, VerifyKey};
+use trustgate::formats::jwk::{parse_jwks, parse_jwks_value, Jwk, JwksError};
+use trustgate::formats::jwt::{JwtError, JwtRules, UntrustedJwt};
 
 // ---------------------------------------------------------------------------------------------------------
 // The vector file format

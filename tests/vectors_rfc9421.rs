@@ -1,4 +1,4 @@
-//! RFC 9421 vectors (`../shared/vectors/http_signatures/`) through [`trustgate::httpsig::verify`].
+//! RFC 9421 vectors (`../shared/vectors/http_signatures/`) through [`trustgate::formats::httpsig::verify`].
 //!
 //! `rfc9421.txt`: every request signature of Appendix B.2 (B.2.1, B.2.2, B.2.3, B.2.5, B.2.6), the request
 //! signatures of §2.4 (`sig1`, rsa-pss-sha512) and §4.3 (`sig1`, ecdsa-p256-sha256; `proxy_sig`,
@@ -21,8 +21,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
 use std::path::Path;
-use trustgate::crypto::VerifyKey;
-use trustgate::httpsig::{
+use trustgate::formats::crypto::VerifyKey;
+use trustgate::formats::httpsig::{
     signature_base, verify, HttpSigError, Policy, Request, SigAlg, SigKey, Verified,
 };
 
@@ -87,7 +87,7 @@ impl Keys {
             .nth(1)
             .unwrap()
             .trim();
-        let secret = trustgate::b64::std_decode(line).unwrap();
+        let secret = trustgate::formats::b64::std_decode(line).unwrap();
         assert_eq!(secret.len(), 64);
         let b14 = section(
             text,

@@ -11,8 +11,8 @@
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde_json::Value;
 use std::path::Path;
-use trustgate::b64;
-use trustgate::signet::{self, BindingCache};
+use trustgate::formats::b64;
+use trustgate::formats::signet::{self, BindingCache};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())

@@ -1,4 +1,4 @@
-//! C2SP Wycheproof vectors (`../shared/vectors/wycheproof/`) through [`trustgate::crypto::verify`], the one
+//! C2SP Wycheproof vectors (`../shared/vectors/wycheproof/`) through [`trustgate::formats::crypto::verify`], the one
 //! function the filter calls for every JWS signature and MAC.
 //!
 //! Every `valid` case must be accepted and every `invalid` case rejected. `acceptable` cases are run twice (the
@@ -21,8 +21,8 @@ mod common;
 
 use common::{hex, read_vector, vectors_dir};
 use serde_json::Value;
-use trustgate::crypto::{verify, Alg, VerifyKey};
-use trustgate::jwk::Jwk;
+use trustgate::formats::crypto::{verify, Alg, VerifyKey};
+use trustgate::formats::jwk::Jwk;
 
 /// How the cases of one file are checked.
 #[derive(Clone, Copy)]
@@ -362,7 +362,7 @@ fn ed25519() {
 /// of a strict verifier.
 #[test]
 fn ed25519_table_path_agrees_with_verify_strict() {
-    use trustgate::crypto::{Ed25519Key, TABLE_AFTER};
+    use trustgate::formats::crypto::{Ed25519Key, TABLE_AFTER};
     let doc: Value = serde_json::from_str(&read_vector("wycheproof/ed25519_test.json")).unwrap();
     let mut checked = 0;
     for group in doc["testGroups"].as_array().unwrap() {
@@ -453,7 +453,7 @@ fn hmac_sha512() {
 /// refuses every truncated tag too.
 #[test]
 fn hmac_verify_agrees_with_verify() {
-    use trustgate::crypto::hmac_verify;
+    use trustgate::formats::crypto::hmac_verify;
     let doc: Value =
         serde_json::from_str(&read_vector("wycheproof/hmac_sha256_test.json")).unwrap();
     let mut checked = 0;

@@ -2,7 +2,7 @@
 //! unescaped separator's effect (re-parsing "CN=<escaped cn>" gives the same CN); globs terminate.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use trustgate::cert::{parse_dn, subject_cn, Glob};
+use trustgate::formats::cert::{parse_dn, subject_cn, Glob};
 
 fn escape(v: &str) -> String {
     let mut out = String::new();

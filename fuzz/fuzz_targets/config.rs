@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = trustgate::config::compile(data);
+    let _ = trustgate::policy::config::compile(data);
 });

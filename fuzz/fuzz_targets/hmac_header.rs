@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(c) = trustgate::hmac_auth::parse(text) {
-        let _ = trustgate::hmac_auth::verify(&c, b"secret", "GET", "/p?q", b"body");
+    if let Ok(c) = trustgate::formats::gatekeeper::parse(text) {
+        let _ = trustgate::formats::gatekeeper::verify(&c, b"secret", "GET", "/p?q", b"body");
     }
 });

@@ -8,9 +8,9 @@
 //! Input: `METHOD\nPATH\nAUTHORITY\nname: value\n...` then, after an empty line, the body.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use trustgate::crypto::VerifyKey;
-use trustgate::httpsig::{self, HttpSigError, Policy, Request, SigAlg, SigKey};
-use trustgate::sfv;
+use trustgate::formats::crypto::VerifyKey;
+use trustgate::formats::httpsig::{self, HttpSigError, Policy, Request, SigAlg, SigKey};
+use trustgate::formats::sfv;
 
 fn roundtrip(text: &str) {
     if let Ok(d) = sfv::parse_dictionary(text) {
@@ -113,7 +113,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(base) = httpsig::signature_base(&req, &label) else {
         return;
     };
-    let mac = trustgate::crypto::hmac_sha256(b"fuzz-secret", base.as_bytes());
+    let mac = trustgate::formats::crypto::hmac_sha256(b"fuzz-secret", base.as_bytes());
     let mut signed = headers.clone();
     signed.retain(|(n, _)| !n.eq_ignore_ascii_case("signature"));
     signed.push((

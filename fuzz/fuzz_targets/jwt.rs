@@ -1,9 +1,9 @@
 //! JWS parsing and verification against a fixed key set: never panics, never accepts without a valid MAC.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use trustgate::crypto::{Alg, VerifyKey};
-use trustgate::jwk::Jwk;
-use trustgate::jwt::{JwtRules, UntrustedJwt};
+use trustgate::formats::crypto::{Alg, VerifyKey};
+use trustgate::formats::jwk::Jwk;
+use trustgate::formats::jwt::{JwtRules, UntrustedJwt};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -3,7 +3,7 @@
 //! has `//` or `;`.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use trustgate::rules::{normalize_path, other_readings};
+use trustgate::policy::rules::{normalize_path, other_readings};
 
 fn well_formed(norm: &str) {
     assert!(norm.starts_with('/'));

@@ -7,7 +7,7 @@ use trustgate::request::RequestView;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let policy = trustgate::config::compile(include_bytes!("../../filter-config/demo.json")).unwrap();
+    let policy = trustgate::policy::config::compile(include_bytes!("../../filter-config/demo.json")).unwrap();
     let mut lines = text.split('\n');
     let method = lines.next().unwrap_or("GET");
     let path = lines.next().unwrap_or("/");
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let view = RequestView { method, path, authority: "h", headers: &headers, body: Some(b""), peer: None };
-    if let Decision::Allow(a) = trustgate::engine::decide(&policy, &view, 1_800_000_000, &trustgate::engine::NoRemoteKeys, &trustgate::jwks_cache::MemoryStore::default(), &trustgate::engine::Caches::default()) {
+    if let Decision::Allow(a) = trustgate::engine::decide(&policy, &view, 1_800_000_000, &trustgate::engine::NoRemoteKeys, &trustgate::state::jwks_cache::MemoryStore::default(), &trustgate::engine::Caches::default()) {
         // Only the public rules (and CORS preflights) can allow without the demo's private key.
         assert!(a.providers.is_empty(), "allowed with {:?}", a.providers);
     }

@@ -1,7 +1,7 @@
 //! The Signet-Proof parser and verifier: no panic on any input, never accepts a proof no master key signed.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use trustgate::signet::{self, BindingCache};
+use trustgate::formats::signet::{self, BindingCache};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -2,12 +2,12 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::borrow::Cow;
-use trustgate::template::{Facts, Root, Template};
+use trustgate::policy::template::{Facts, Root, Template};
 
 struct Claims(serde_json::Value);
 impl Facts for Claims {
     fn lookup(&self, _root: Root, path: &[String]) -> Option<Cow<'_, serde_json::Value>> {
-        trustgate::template::walk(&self.0, path).map(Cow::Borrowed)
+        trustgate::policy::template::walk(&self.0, path).map(Cow::Borrowed)
     }
 }
 

@@ -172,13 +172,18 @@ fn main() -> ExitCode {
 fn check_config(file: &Path) -> Output {
     let bytes = read_file(file)?;
     let shown = file.display();
-    match trustgate::config::compile(&bytes) {
-        Ok(p) => Ok(format!(
-            "{shown}: ok ({} providers, {} rules, strips {})",
-            p.providers.len(),
-            p.rules.len(),
-            p.strip.join(", ")
-        )),
+    match trustgate::policy::config::compile(&bytes) {
+        Ok(p) => Ok({
+            for w in &p.warnings {
+                eprintln!("trustgate: warning: {w}");
+            }
+            format!(
+                "{shown}: ok ({} providers, {} rules, strips {})",
+                p.providers.len(),
+                p.rules.len(),
+                p.strip.join(", ")
+            )
+        }),
         Err(e) => Err(CliError::Failure(format!("{shown}: {e}"))),
     }
 }

@@ -1,4 +1,4 @@
-//! Envoy's `verify_signature` foreign function (native BoringSSL) as the [`crate::crypto::Offload`] for RSA
+//! Envoy's `verify_signature` foreign function (native BoringSSL) as the [`crate::formats::crypto::Offload`] for RSA
 //! PKCS#1 v1.5 and ECDSA, installed only after a start-up probe shows it verifies correctly (a valid
 //! signature accepted, a tampered one refused). Hosts without it keep the pure-Rust path.
 //!
@@ -6,7 +6,7 @@
 //! SubjectPublicKeyInfo); bytes signature = 3; bytes text = 4; }` → `VerifySignatureResult { bool result = 1;
 //! string error = 2; }`.
 
-use crate::b64;
+use crate::formats::b64;
 use proxy_wasm::hostcalls;
 
 /// Public SubjectPublicKeyInfo (RSA 2048) of the start-up probe; its private half was discarded.

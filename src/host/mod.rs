@@ -20,13 +20,13 @@ mod hostcrypto;
 mod remote;
 mod store;
 
-use crate::cert::PeerCert;
-use crate::config::{self, KeySource, Policy, ProviderKind};
 use crate::decision::{Decision, Deny, HeaderOp, Reason};
 use crate::engine::{self, Caches, KeyLookup};
-use crate::jwk::Jwk;
-use crate::replay;
+use crate::formats::cert::PeerCert;
+use crate::formats::jwk::Jwk;
+use crate::policy::config::{self, Policy};
 use crate::request::RequestView;
+use crate::state::replay;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -362,24 +362,23 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Once per configure: config that was accepted but not all used (a key that cannot verify a JWS).
+        for w in &policy.warnings {
+            log(LogLevel::Warn, &format!("trustgate: config: {w}"));
+        }
         // Native RSA/ECDSA when the host offers it and gets the probe right; pure Rust otherwise.
         let host_crypto = hostcrypto::probe();
-        crate::crypto::set_offload(
-            host_crypto.then_some(hostcrypto::host_verify as crate::crypto::Offload),
+        crate::formats::crypto::set_offload(
+            host_crypto.then_some(hostcrypto::host_verify as crate::formats::crypto::Offload),
         );
         let mut remotes = Vec::new();
         for (i, p) in policy.providers.iter().enumerate() {
-            match &p.kind {
-                ProviderKind::Jwt(j) => {
-                    if let KeySource::Remote(src) = &j.keys {
-                        remotes.push(Remote::new(i, &p.name, src.clone()));
-                    }
-                }
-                // Replay slots and counters exist before any request can use them (see crate::replay).
-                ProviderKind::Hmac(_)
-                | ProviderKind::Signet(_)
-                | ProviderKind::HttpSignature(_) => replay::prepare_slots(&HostStore, &p.name),
-                ProviderKind::ApiKey(_) | ProviderKind::Mtls(_) => {}
+            if let Some(src) = p.kind.remote_keys() {
+                remotes.push(Remote::new(i, &p.name, src.clone()));
+            }
+            // Replay slots and counters exist before any request can use them (see crate::state::replay).
+            if p.kind.uses_replay() {
+                replay::prepare_slots(&HostStore, &p.name);
             }
             for c in p.kind.clients().iter().filter(|c| c.rate_limit.is_some()) {
                 replay::prepare_counter(&HostStore, &p.name, &c.id);

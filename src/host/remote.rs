@@ -1,13 +1,13 @@
 //! One remote key set as one VM sees it: the decoded keys of the stored version, the fetch this VM runs
 //! (when it holds the lease), and what a waiting request should expect. The rules themselves (lease, TTL,
-//! backoff, rate limit) are in [`crate::jwks_cache`]; this file does the host calls.
+//! backoff, rate limit) are in [`crate::state::jwks_cache`]; this file does the host calls.
 
 use super::store::HostStore;
 use super::{log, Metrics};
-use crate::config::{RemoteSource, RemoteTarget};
 use crate::decision::Reason;
-use crate::jwk::Jwk;
-use crate::jwks_cache::{
+use crate::formats::jwk::Jwk;
+use crate::providers::jwt_keys::{RemoteSource, RemoteTarget};
+use crate::state::jwks_cache::{
     check_jwks, classify_status, ensure_meta, failed, fetched, parse_discovery, read_body,
     read_meta, read_version, try_lease, ttl_from_cache_control, update_meta, write_body,
     write_version, FetchError, Meta, Trigger, MAX_BODY_BYTES,
@@ -283,10 +283,18 @@ impl Remote {
                 Err(e) => self.fail(&f.url, &e, now),
                 Ok(parsed) => {
                     for (i, e) in &parsed.refused {
+                        // The inline set's classification (policy::config): a key that cannot verify a JWS
+                        // is skipped there too; a malformed one is refused there, skipped here, so one bad
+                        // entry does not take every key of a running identity provider away.
+                        let why = if e.cannot_verify_jws() {
+                            "cannot verify a JWS"
+                        } else {
+                            "malformed"
+                        };
                         log(
                             LogLevel::Warn,
                             &format!(
-                                "trustgate: jwks provider={} url={} skipped key [{i}]: {e}",
+                                "trustgate: jwks provider={} url={} skipped key [{i}] ({why}): {e}",
                                 self.name, f.url
                             ),
                         );

@@ -1,7 +1,7 @@
 //! [`SharedStore`] over proxy-wasm shared data: one store per Envoy process (per `vm_id`), shared by every
 //! worker VM, with Envoy's compare-and-swap.
 
-use crate::jwks_cache::SharedStore;
+use crate::state::jwks_cache::SharedStore;
 use proxy_wasm::hostcalls;
 
 /// Envoy's shared data.

@@ -317,3 +317,41 @@ def test_rsa_and_ecdsa_use_envoy_native_crypto(gw):
     lines = [l for l in h.wasm_log_lines(gw) if "config loaded" in l]
     assert lines, "no config loaded line"
     assert all("RSA/ECDSA verified by the host (verify_signature)" in l for l in lines), lines
+
+
+# ----------------------------------------------------------------------------------------- inline key sets
+
+
+def test_inline_keycloak_jwks_with_an_encryption_key_is_accepted(start_gateway, upstream):
+    """A realm's JWKS pasted as Keycloak publishes it: an RSA-OAEP encryption key beside the RS256 signing
+    key. Envoy accepts the config, a token by the signing key passes, the log names the skipped kid once."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    sig = h.generate_key("RS256", "kc-sig")
+    enc = RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(), as_dict=True)
+    enc.update({"kid": "kc-enc", "use": "enc", "alg": "RSA-OAEP"})
+    cfg = {
+        "providers": {
+            "kc": {
+                "jwt": {
+                    "issuer": h.ISSUER,
+                    "audiences": [h.AUDIENCE],
+                    "keys": {"jwks": {"keys": [enc, sig.jwk]}},
+                    "headers": {OWNER: h.OWNER_TEMPLATE},
+                }
+            }
+        },
+        "rules": [{"match": {}, "require": "kc"}],
+    }
+    gw = start_gateway(cfg, name="inline-keycloak")
+    assert_allowed(gw.request("/x", [bearer(mint(sig, claims()))]), upstream)
+    line = gw.wait_for_log(lambda l: "key skipped, it cannot verify a JWS" in l, timeout=5)
+    assert line is not None, "no configure-time line for the skipped key\n" + gw.log_tail()
+    assert 'keys[0] (kid \\"kc-enc\\")' in line or 'keys[0] (kid "kc-enc")' in line, line
+    assert 'use: \\"enc\\"' in line or 'use: "enc"' in line, line
+    assert enc["n"][:16] not in line, "key material in the log"
+    upstream.clear()
+    # The skipped key's kid is unknown: no fallback to the signing key.
+    resp = gw.request("/x", [bearer(mint(sig, claims(), kid="kc-enc"))])
+    assert_invalid_token(resp, upstream, "unknown_kid")

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use trustgate::crypto::{Alg, VerifyKey};
+use trustgate::formats::crypto::{Alg, VerifyKey};
 
 #[derive(Args)]
 #[command(
@@ -233,7 +233,7 @@ pub fn jwks(a: &JwksArgs) -> Output {
     }
     let set = json!({ "keys": Value::Array(out) });
     // What the filter would make of it.
-    let parsed = trustgate::jwk::parse_jwks_value(&set)
+    let parsed = trustgate::formats::jwk::parse_jwks_value(&set)
         .map_err(|e| CliError::Failure(format!("internal error: JWK Set refused: {e}")))?;
     if let Some((i, e)) = parsed.refused.first() {
         return Err(CliError::Failure(format!(

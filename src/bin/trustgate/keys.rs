@@ -16,8 +16,8 @@ use rsa::traits::PublicKeyParts as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::fmt::Write as _;
-use trustgate::b64;
-use trustgate::crypto::{self, Alg, VerifyKey, RSA_MAX_BITS, RSA_MIN_BITS};
+use trustgate::formats::b64;
+use trustgate::formats::crypto::{self, Alg, VerifyKey, RSA_MAX_BITS, RSA_MIN_BITS};
 use zeroize::Zeroizing;
 
 /// A private signing key.
@@ -388,7 +388,7 @@ pub fn pretty(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trustgate::jwk::parse_jwks_value;
+    use trustgate::formats::jwk::parse_jwks_value;
 
     fn all() -> Vec<PrivateKey> {
         vec![

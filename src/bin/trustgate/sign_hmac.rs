@@ -1,12 +1,12 @@
 //! `trustgate sign hmac`: the gatekeeper `Authorization: HMAC ...` header value (DESIGN, "Wire formats":
-//! Gatekeeper HMAC), with the string to sign from the library's [`hmac_auth::message`]; the header is parsed
-//! and verified by [`hmac_auth`] before it is printed.
+//! Gatekeeper HMAC), with the string to sign from the library's [`gatekeeper::message`]; the header is parsed
+//! and verified by [`gatekeeper`] before it is printed.
 
 use crate::{CliError, Output};
 use clap::Args;
 use std::path::PathBuf;
-use trustgate::crypto::hmac_sha256;
-use trustgate::hmac_auth;
+use trustgate::formats::crypto::hmac_sha256;
+use trustgate::formats::gatekeeper;
 
 #[derive(Args)]
 #[command(
@@ -111,7 +111,7 @@ pub fn run(a: &SignHmacArgs) -> Output {
     let bare = a.path.split(['?', '#']).next().unwrap_or_default();
     let sig = hmac_sha256(
         secret.as_bytes(),
-        &hmac_auth::message(&method, bare, &timestamp, &nonce, &body),
+        &gatekeeper::message(&method, bare, &timestamp, &nonce, &body),
     );
     let params = format!(
         "client_id=\"{}\",timestamp=\"{timestamp}\",nonce=\"{nonce}\",signature=\"{}\"",
@@ -119,13 +119,13 @@ pub fn run(a: &SignHmacArgs) -> Output {
         crate::keys::hex(&sig)
     );
     // What the filter does with it.
-    let cred = hmac_auth::parse(&params).map_err(|_| {
+    let cred = gatekeeper::parse(&params).map_err(|_| {
         CliError::Usage(format!(
             "the header would be refused as malformed (over {} bytes?)",
-            hmac_auth::MAX_HEADER_BYTES
+            gatekeeper::MAX_HEADER_BYTES
         ))
     })?;
-    if !hmac_auth::verify(&cred, secret.as_bytes(), &method, &a.path, &body) {
+    if !gatekeeper::verify(&cred, secret.as_bytes(), &method, &a.path, &body) {
         return Err(CliError::Failure(
             "internal error: the signature does not verify".into(),
         ));

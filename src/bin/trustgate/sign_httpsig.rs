@@ -7,9 +7,9 @@ use crate::{CliError, Output};
 use clap::Args;
 use sha2::{Digest as _, Sha256};
 use std::path::PathBuf;
-use trustgate::crypto::{hmac_sha256, VerifyKey};
-use trustgate::httpsig::{self, HttpSigError, SigAlg, SigKey};
-use trustgate::sfv::{self, BareItem, Entry, InnerList, Item};
+use trustgate::formats::crypto::{hmac_sha256, VerifyKey};
+use trustgate::formats::httpsig::{self, HttpSigError, SigAlg, SigKey};
+use trustgate::formats::sfv::{self, BareItem, Entry, InnerList, Item};
 
 #[derive(Args)]
 #[command(
@@ -185,7 +185,7 @@ fn signer(a: &SignHttpsigArgs) -> Result<(Signer, SigAlg, SigKey), CliError> {
             )?))
         }
         (None, Some(b64)) => Signer::Secret(zeroize::Zeroizing::new(
-            trustgate::b64::std_decode(b64.trim()).ok_or_else(|| {
+            trustgate::formats::b64::std_decode(b64.trim()).ok_or_else(|| {
                 CliError::Usage(
                     "the hmac-sha256 secret: expected standard base64 with padding".into(),
                 )
@@ -321,7 +321,11 @@ fn signature_params(
     expires: Option<i64>,
 ) -> Result<Vec<(String, BareItem)>, CliError> {
     let nonce = match &a.nonce {
-        Some(n) if n.is_empty() => Some(trustgate::b64::url_encode(&keys::random_bytes::<16>()?)),
+        Some(n) if n.is_empty() => {
+            Some(trustgate::formats::b64::url_encode(&keys::random_bytes::<
+                16,
+            >()?))
+        }
         Some(n) => Some(n.clone()),
         None => None,
     };

@@ -1,6 +1,6 @@
 //! `trustgate sign jwt`: a compact JWS ([RFC 7515](https://www.rfc-editor.org/rfc/rfc7515)) with the claims
 //! asked for, signed with a private key PEM or an HMAC secret. The token is parsed and its signature verified
-//! by the library's [`trustgate::jwt`] before it is printed, so a claim of the wrong type (which the filter
+//! by the library's [`trustgate::formats::jwt`] before it is printed, so a claim of the wrong type (which the filter
 //! would refuse as `malformed`) is caught here.
 
 use crate::keys::{self, PrivateKey};
@@ -10,11 +10,11 @@ use hmac::{Mac as _, SimpleHmac};
 use serde_json::{json, Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 use std::path::PathBuf;
-use trustgate::b64;
-use trustgate::crypto::{Alg, VerifyKey};
 use trustgate::decision::Reason;
-use trustgate::jwk::Jwk;
-use trustgate::jwt::{JwtRules, UntrustedJwt};
+use trustgate::formats::b64;
+use trustgate::formats::crypto::{Alg, VerifyKey};
+use trustgate::formats::jwk::Jwk;
+use trustgate::formats::jwt::{JwtRules, UntrustedJwt};
 
 #[derive(Args)]
 #[command(
@@ -352,8 +352,10 @@ mod tests {
         ]);
         let token = run(&a).unwrap();
         let (input, sig) = token.rsplit_once('.').unwrap();
-        let want =
-            trustgate::crypto::hmac_sha256(b"0123456789abcdef0123456789abcdef", input.as_bytes());
+        let want = trustgate::formats::crypto::hmac_sha256(
+            b"0123456789abcdef0123456789abcdef",
+            input.as_bytes(),
+        );
         assert_eq!(b64::url_decode(sig).unwrap(), want);
         let header: Value =
             serde_json::from_slice(&b64::url_decode(input.split('.').next().unwrap()).unwrap())

@@ -5,7 +5,7 @@ use crate::keys::{hex, random_bytes};
 use crate::{CliError, Output};
 use clap::Args;
 use ed25519_dalek::{Signer as _, SigningKey};
-use trustgate::{b64, signet};
+use trustgate::formats::{b64, signet};
 
 #[derive(Args)]
 #[command(about = "Print the master public key (hex) to put in a signet provider's master_keys")]

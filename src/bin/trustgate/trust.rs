@@ -4,7 +4,7 @@
 //! most 512 KiB: what the filter's own fetches through Envoy accept), checks them with the library's
 //! [`jwks_cache::parse_discovery`] (issuer exact) and [`jwks_cache::check_jwks`] / [`Jwk::from_value`] (each
 //! key), checks the advertised algorithms, optionally verifies a sample token with [`JwtRules::verify`], and
-//! prints the provider block (compiled by [`trustgate::config::compile`] before it is printed), the Envoy
+//! prints the provider block (compiled by [`trustgate::policy::config::compile`] before it is printed), the Envoy
 //! cluster it names and the Istio `ServiceEntry` + `DestinationRule`.
 
 use crate::{CliError, Output};
@@ -14,11 +14,11 @@ use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
-use trustgate::crypto::Alg;
 use trustgate::decision::Reason;
-use trustgate::jwk::Jwk;
-use trustgate::jwks_cache::{self, FetchError, MAX_BODY_BYTES};
-use trustgate::jwt::{JwtError, JwtRules, UntrustedJwt};
+use trustgate::formats::crypto::Alg;
+use trustgate::formats::jwk::Jwk;
+use trustgate::formats::jwt::{JwtError, JwtRules, UntrustedJwt};
+use trustgate::state::jwks_cache::{self, FetchError, MAX_BODY_BYTES};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeysForm {
@@ -541,7 +541,7 @@ fn usable_keys(jwks_uri: &str, timeout: Duration) -> Result<(Vec<Jwk>, BTreeSet<
         let kid = k.get("kid").and_then(Value::as_str).unwrap_or("(no kid)");
         match Jwk::from_value(k) {
             Ok(jwk) => {
-                if matches!(jwk.key, trustgate::crypto::VerifyKey::Secret(_)) {
+                if matches!(jwk.key, trustgate::formats::crypto::VerifyKey::Secret(_)) {
                     warn(&format!(
                         "key [{i}] kid {kid}: a shared secret (oct) in a public JWKS; trustgate never uses \
                          HMAC with remote keys, and this secret is public"
@@ -663,7 +663,7 @@ fn provider_block(
         ))
     })?;
     let whole = json!({ "providers": block, "rules": [ { "match": {}, "require": name } ] });
-    trustgate::config::compile(whole.to_string().as_bytes()).map_err(|e| {
+    trustgate::policy::config::compile(whole.to_string().as_bytes()).map_err(|e| {
         CliError::Failure(format!(
             "internal error: the provider block does not compile: {e}"
         ))

@@ -6,7 +6,7 @@
 //! key set drops it), and on every hit the claims are checked again at `now` (`exp`, `nbf`, issuer,
 //! audience, lifetime). Tokens without `exp` are not cached. At most [`MAX_ENTRIES`] entries.
 
-use crate::jwt::VerifiedJwt;
+use crate::formats::jwt::VerifiedJwt;
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 //! The checks run in the reference's order: timestamp (cheap), signature, then (in the engine) permissions,
 //! replay and rate.
 
-use crate::crypto::hmac_sha256;
+use crate::formats::crypto::hmac_sha256;
 use subtle::ConstantTimeEq;
 
 /// Largest `Authorization: HMAC` value parsed.
@@ -36,7 +36,7 @@ fn lower_hex_32(s: &str) -> Option<[u8; 32]> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    crate::b64::hex32(s)
+    crate::formats::b64::hex32(s)
 }
 
 /// Parses the parameters after `HMAC ` (the scheme prefix already removed). Strict: exactly the four

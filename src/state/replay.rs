@@ -12,7 +12,7 @@
 //! Every key is created before traffic uses it ([`prepare_slots`], [`prepare_counter`] at configure time),
 //! because Envoy's CAS 0 means "unconditional": only creation may use it.
 
-use crate::jwks_cache::SharedStore;
+use crate::state::jwks_cache::SharedStore;
 use sha2::{Digest, Sha256};
 
 /// Fixed number of replay slots per provider.
@@ -183,7 +183,7 @@ pub fn count(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwks_cache::MemoryStore;
+    use crate::state::jwks_cache::MemoryStore;
 
     #[test]
     fn a_nonce_is_accepted_once_until_it_expires() {

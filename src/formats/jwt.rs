@@ -6,9 +6,9 @@
 //! allowed → issuer → time (with skew) → audience → key → signature. The algorithm is taken from the token
 //! only after it is found in the provider's list and agrees with the key.
 
-use crate::b64;
-use crate::crypto::{self, Alg};
-use crate::jwk::Jwk;
+use crate::formats::b64;
+use crate::formats::crypto::{self, Alg};
+use crate::formats::jwk::Jwk;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};

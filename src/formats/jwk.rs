@@ -2,10 +2,11 @@
 //!
 //! Key types: `RSA` (`n`, `e`), `EC` (`crv` P-256 / P-384, `x`, `y`), `OKP` (`crv` Ed25519, `x`), `oct` (`k`).
 //! A key's own `alg`, when present, pins the one algorithm it may verify. Keys marked `"use": "enc"` are not
-//! signature keys. Unknown members (`x5c`, `x5t`, ...) are ignored, as RFC 7517 §4 asks.
+//! signature keys; [`JwkError::cannot_verify_jws`] tells such keys (skipped by a key set) from malformed ones.
+//! Unknown members (`x5c`, `x5t`, ...) are ignored, as RFC 7517 §4 asks.
 
-use crate::b64;
-use crate::crypto::{Alg, KeyError, VerifyKey};
+use crate::formats::b64;
+use crate::formats::crypto::{Alg, KeyError, VerifyKey};
 use serde_json::Value;
 use std::fmt;
 
@@ -40,7 +41,24 @@ pub enum JwkError {
     UnsupportedAlg(String),
     AlgMismatch { alg: String, kty: &'static str },
     EncryptionKey,
+    NotForVerify,
     Key(&'static str, KeyError),
+}
+
+impl JwkError {
+    /// True when the key is not one this filter verifies a JWS with (an encryption key, `key_ops` without
+    /// `verify` (RFC 7517 §4.3: [`JwkError::NotForVerify`]), a key type, curve or algorithm it does not
+    /// support): a key set skips it. Any other error is a malformed key.
+    pub fn cannot_verify_jws(&self) -> bool {
+        matches!(
+            self,
+            JwkError::EncryptionKey
+                | JwkError::NotForVerify
+                | JwkError::UnsupportedKty(_)
+                | JwkError::UnsupportedCurve { .. }
+                | JwkError::UnsupportedAlg(_)
+        )
+    }
 }
 
 impl fmt::Display for JwkError {
@@ -71,6 +89,7 @@ impl fmt::Display for JwkError {
             JwkError::EncryptionKey => {
                 f.write_str("use: \"enc\" marks an encryption key, expected \"sig\"")
             }
+            JwkError::NotForVerify => f.write_str("key_ops: does not list \"verify\""),
             JwkError::Key(m, e) => write!(f, "{m}: {e}"),
         }
     }
@@ -97,6 +116,11 @@ impl Jwk {
         }
         if member(v, "use")? == Some("enc") {
             return Err(JwkError::EncryptionKey);
+        }
+        if let Some(ops) = v.get("key_ops").and_then(Value::as_array) {
+            if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+                return Err(JwkError::NotForVerify);
+            }
         }
         let kty = member(v, "kty")?.ok_or(JwkError::Missing("kty"))?;
         let crv = member(v, "crv")?;

@@ -1,7 +1,7 @@
 //! HTTP Message Signatures ([RFC 9421](https://www.rfc-editor.org/rfc/rfc9421)) on requests, with
 //! `Content-Digest` ([RFC 9530](https://www.rfc-editor.org/rfc/rfc9530)) checked against the body.
 //!
-//! [`verify`] reads `Signature-Input` and `Signature` (RFC 8941 dictionaries, parsed by [`crate::sfv`]),
+//! [`verify`] reads `Signature-Input` and `Signature` (RFC 8941 dictionaries, parsed by [`crate::formats::sfv`]),
 //! picks one signature, rebuilds its signature base (§2.5) from the request and checks it with the key its
 //! `keyid` names. Pure: time is [`Policy::now`], keys come from the caller, nothing is cached or logged.
 //!
@@ -41,8 +41,8 @@
 //! could forge lines of the base); a signature covers at most [`MAX_COMPONENTS`] components; at most
 //! [`MAX_LABELS`] signatures are considered. Anything over a limit is [`HttpSigError::Malformed`].
 
-use crate::crypto::{self, Alg, VerifyKey};
-use crate::sfv::{self, BareItem, Entry, InnerList, Item};
+use crate::formats::crypto::{self, Alg, VerifyKey};
+use crate::formats::sfv::{self, BareItem, Entry, InnerList, Item};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256, Sha512};
@@ -871,7 +871,7 @@ mod tests {
     fn secret_key() -> SigKey {
         SigKey::new(
             SigAlg::HmacSha256,
-            VerifyKey::secret(crate::b64::std_decode(SECRET_B64).unwrap()).unwrap(),
+            VerifyKey::secret(crate::formats::b64::std_decode(SECRET_B64).unwrap()).unwrap(),
         )
         .unwrap()
     }
@@ -911,7 +911,7 @@ mod tests {
         h.push(("Signature".into(), format!("{label}=:AA==:")));
         let base = signature_base(&req(path, &h, body), label).unwrap();
         let mac = crypto::hmac_sha256(
-            &crate::b64::std_decode(SECRET_B64).unwrap(),
+            &crate::formats::b64::std_decode(SECRET_B64).unwrap(),
             base.as_bytes(),
         );
         h.pop();

@@ -9,7 +9,7 @@
 //!   version;
 //! - failures back off (1 s doubling to 30 s) and the last good set stays usable for `max_stale_s` past its TTL.
 
-use crate::jwk::{parse_jwks, JwkError, ParsedJwks};
+use crate::formats::jwk::{parse_jwks, JwkError, ParsedJwks};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -276,8 +276,8 @@ pub fn check_jwks(body: &[u8]) -> Result<ParsedJwks, FetchError> {
     }
     let text = std::str::from_utf8(body).map_err(|_| FetchError::InvalidJson)?;
     let parsed = parse_jwks(text).map_err(|e| match e {
-        crate::jwk::JwksError::Json => FetchError::InvalidJson,
-        crate::jwk::JwksError::NoKeysArray => FetchError::NotAJwks,
+        crate::formats::jwk::JwksError::Json => FetchError::InvalidJson,
+        crate::formats::jwk::JwksError::NoKeysArray => FetchError::NotAJwks,
     })?;
     if parsed.keys.is_empty() {
         return Err(FetchError::NoUsableKey(parsed.refused));

@@ -6,8 +6,8 @@
 //! || pur`; the short-lived ephemeral key `epk` signs each request, `METHOD|PATH[?RAWQUERY]|ts|b64url(nonce)`
 //! with PATH percent-decoded and the query raw. Verification needs only the master public key.
 
-use crate::b64;
-use crate::crypto::Ed25519Key;
+use crate::formats::b64;
+use crate::formats::crypto::Ed25519Key;
 use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -1,0 +1,8 @@
+//! Process state that outlives a request: replay nonces and rate counters, verified tokens, remote key sets.
+//!
+//! Shared state sits behind [`jwks_cache::SharedStore`] (the host implements it on proxy-wasm shared data,
+//! the tests in memory); the token cache is per VM.
+
+pub mod jwks_cache;
+pub mod replay;
+pub mod token_cache;
