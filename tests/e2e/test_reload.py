@@ -180,17 +180,18 @@ def test_new_keys_apply_without_restart(gw, keys, tokens):
     [
         ("unknown-field", lambda keys: filter_config(keys["a"].jwk, rulez=[]), "rulez"),
         ("p521-key", lambda keys: filter_config(p521_jwk("k-c")), "providers.corp.jwt.keys.jwks.keys[0].crv"),
-        ("not-json", lambda keys: "{ this is not json", "trustgate: invalid config"),
+        ("not-json", lambda keys: "{ this is not json", "key must be a string at line 1 column 3"),
     ],
 )
 def test_invalid_config_is_rejected_and_the_old_one_keeps_serving(gw, keys, tokens, case, build, log_needle):
     before = gw.lds_stat("update_rejected")
+    mark = gw.envoy.log_mark()  # every case below writes the same kind of lines: only this case's count
     gw.write(build(keys))
     wait_rejected(gw, before)
-    line = gw.envoy.wait_for_log(lambda l: log_needle in l, timeout=5)
-    assert line, f"Envoy's log does not show the refused trustgate config ({log_needle!r})\n{gw.envoy.log_tail()}"
+    line = gw.envoy.wait_for_log(lambda l: "trustgate: invalid config: " in l, since=mark, timeout=5)
+    assert line and log_needle in line, f"no `invalid config` line naming {log_needle!r} for this update\n{gw.envoy.log_tail()}"
     rejected = "lds: listener 'gateway' config rejected: Unable to create Wasm plugin trustgate"
-    assert gw.envoy.wait_for_log(lambda l: rejected in l, timeout=5), f"no `{rejected}` line\n{gw.envoy.log_tail()}"
+    assert gw.envoy.wait_for_log(lambda l: rejected in l, since=mark, timeout=5), f"no `{rejected}` line\n{gw.envoy.log_tail()}"
     # config B still serves, on new connections, on both workers
     for i in range(4):
         assert_allowed(gw, tokens["b"], f"/api/{case}-b{i}")
@@ -201,9 +202,11 @@ def test_invalid_config_is_rejected_and_the_old_one_keeps_serving(gw, keys, toke
 
 def test_missing_wasm_file_is_rejected(gw, keys, tokens, tmp_path):
     before = gw.lds_stat("update_rejected")
+    mark = gw.envoy.log_mark()
     gw.write(filter_config(keys["a"].jwk), wasm=tmp_path / "does-not-exist.wasm")
     wait_rejected(gw, before)
-    assert gw.envoy.wait_for_log(lambda l: "config rejected: Invalid path:" in l and "does-not-exist.wasm" in l, timeout=5)
+    needle = lambda l: "config rejected: Invalid path:" in l and "does-not-exist.wasm" in l  # noqa: E731
+    assert gw.envoy.wait_for_log(needle, since=mark, timeout=5), gw.envoy.log_tail()
     for i in range(2):
         assert_allowed(gw, tokens["b"], f"/api/nowasm-b{i}")
         assert_refused(gw, tokens["a"], f"/api/nowasm-a{i}")
@@ -219,3 +222,4 @@ def test_valid_update_after_rejections_applies(gw, keys, tokens):
     assert gw.envoy.proc.pid == gw.pid and gw.envoy.proc.poll() is None, "Envoy restarted"
     stats = gw.envoy.stats("listener_manager.")
     assert stats.get("listener_manager.lds.update_rejected", 0) >= 4, stats
+

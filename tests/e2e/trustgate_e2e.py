@@ -486,9 +486,21 @@ class Envoy:
                 out[name] = int(value)
         return out
 
-    def log_text(self) -> str:
+    def log_mark(self) -> int:
+        """Where the log ends now (a byte offset): take it before a request, then `wait_for_log(.., since=mark)`
+        and `log_text(since=mark)` see only lines written after it, so a line an earlier case left behind can
+        never satisfy a later check."""
         try:
-            return self.log_path.read_text("utf-8", "replace")
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_text(self, since: int = 0) -> str:
+        """The log from byte offset `since` (a `log_mark()`; 0: everything this process wrote)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
 
@@ -498,16 +510,17 @@ class Envoy:
         tail = "\n".join(kept[-lines:])
         return redact(f"--- {self.name}: last {lines} lines of {self.log_path} (startup inventory omitted) ---\n{tail}")
 
-    def wait_for_log(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str | None:
-        """First log line satisfying `predicate`, polling (Envoy may flush its log lazily)."""
+    def wait_for_log(self, predicate: Callable[[str], bool], *, since: int, timeout: float = 10.0) -> str | None:
+        """First log line written after `since` (a `log_mark()` taken before the request whose line is wanted;
+        0 only for a process started for this check) satisfying `predicate`, polling until `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
-            for line in self.log_text().splitlines():
+            for line in self.log_text(since).splitlines():
                 if predicate(line):
                     return line
             if time.monotonic() > deadline:
                 return None
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def request(self, path: str, headers: Sequence[tuple[str, str]] = (), **kw) -> Response:
         return http_request(self.port, path, headers, **kw)
@@ -760,14 +773,28 @@ def start_or_fail(envoy: "Envoy") -> "Envoy":
         pytest.fail(str(e), pytrace=False)
 
 
-def wasm_log_lines(envoy: "Envoy", marker: str = "trustgate: ") -> list[str]:
-    """The filter's own log lines (Envoy's wasm log), text from `marker` on, in order."""
+def wasm_log_lines(envoy: "Envoy", marker: str = "trustgate: ", since: int = 0) -> list[str]:
+    """The filter's own log lines (Envoy's wasm log) written after `since` (a `log_mark()`), text from `marker`
+    on, in order."""
     out = []
-    for line in envoy.log_text().splitlines():
+    for line in envoy.log_text(since).splitlines():
         i = line.find(marker)
         if i >= 0:
             out.append(redact(line[i:]))
     return out
+
+
+def holds(predicate: Callable[[], object], for_s: float, interval: float = 0.05) -> bool:
+    """A negative check with a deadline: `predicate` is polled for `for_s` seconds and must stay truthy the
+    whole time; returns False at the first falsy answer (so "nothing else happens" fails as soon as it does,
+    instead of being checked once after a sleep)."""
+    deadline = time.monotonic() + for_s
+    while True:
+        if not predicate():
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(interval)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1):
@@ -954,17 +981,17 @@ def only_request(upstream: "EchoUpstream") -> "Seen":
     return seen[0]
 
 
-def assert_denied(resp: "Response", upstream: "EchoUpstream", status: int, reason: "str | set[str] | None") -> dict:
-    """A reply from trustgate itself: the status, a JSON body whose `reason` is `reason` (one of a set, or any
-    when None) and matches `x-trustgate-reason`, and nothing at the upstream."""
+def assert_denied(resp: "Response", upstream: "EchoUpstream", status: int, reason: str) -> dict:
+    """A reply from trustgate itself: the status, a JSON body whose `reason` is exactly `reason` (one stable code:
+    a test names the one reason it means, never a set of acceptable ones) and matches `x-trustgate-reason`, and
+    nothing at the upstream."""
     assert resp.status == status, resp.describe()
     assert upstream.seen == [], f"a denied request reached the upstream: {upstream.seen!r}"
     assert (resp.header("content-type") or "").startswith("application/json"), resp.describe()
     body = resp.json()
     assert isinstance(body, dict) and isinstance(body.get("error"), str), resp.describe()
-    if reason is not None:
-        reasons = {reason} if isinstance(reason, str) else reason
-        assert body.get("reason") in reasons, resp.describe()
+    assert isinstance(reason, str), f"assert_denied wants the one reason meant, got {reason!r}"
+    assert body.get("reason") == reason, resp.describe()
     assert resp.header("x-trustgate-reason") == body.get("reason"), resp.describe()
     return body
 
