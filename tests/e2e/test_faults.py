@@ -453,7 +453,7 @@ def test_every_shipped_envoy_config_fails_closed():
     """The configs users copy say FAIL_CLOSED (Envoy) / FAIL_CLOSE (Istio), as does the e2e harness."""
     for path in sorted((h.REPO / "envoy").rglob("*.yaml")):
         text = path.read_text()
-        if "envoy.filters.http.wasm" in text or "WasmPlugin" in text:
+        if "envoy.filters.http.wasm" in text or "WasmPlugin" in text or "vm_config:" in text:  # vm_config: an ECDS resource
             assert "failure_policy: FAIL_CLOSED" in text or "failStrategy: FAIL_CLOSE" in text, f"{path} does not fail closed"
         assert "FAIL_OPEN" not in text, f"{path} mentions FAIL_OPEN"
     harness = h.wasm_http_filter("{}", Path("/x.wasm"))

@@ -5,20 +5,24 @@ directory, renamed over `lds.json`: `trustgate_e2e.write_lds`). The listener is 
 helpers as every other e2e test (`gateway_listener` -> `gateway_bootstrap` -> `wasm_http_filter`), so it stays
 in sync with them.
 
-One Envoy process (its PID is checked at the end: no restart), one echo upstream, fresh connections for every
-request (a keep-alive connection opened before an update keeps the old filter chain until Envoy drains it):
+One Envoy process (`--drain-time-s 3`; its PID is checked: no restart), one echo upstream, fresh connections
+for every request but in step 6:
 
 1. config A (key A): token A -> 200 (upstream sees x-commit-owner), token B -> 401 unknown_kid;
 2. config B (key B) written: without a restart, token B -> 200 and token A -> 401 (`lds.update_success`);
 3. an invalid trustgate config (unknown field, then a P-521 key): Envoy rejects the update
    (`listener_manager.lds.update_rejected`, the log names the JSON path) and config B keeps serving;
 4. a listener naming a wasm file that does not exist: rejected too, B keeps serving;
-5. config C (keys A and B): both tokens -> 200 (an update after rejections still applies).
+5. config C (keys A and B): both tokens -> 200 (an update after rejections still applies);
+6. the revocation gap of LDS delivery, pinned: config D (key B only) written while a keep-alive connection per
+   worker is open; on those connections token A keeps getting 200 until Envoy closes them, within the drain
+   time (test_reload_ecds.py: delivered through ECDS, the filter config reaches open connections at once).
 
-Runs in about 15 s.
+Runs in about 8 s.
 """
 from __future__ import annotations
 
+import http.client
 import time
 from pathlib import Path
 
@@ -27,6 +31,9 @@ import pytest
 import trustgate_e2e as h
 
 OWNER = "x-commit-owner"
+# Envoy's --drain-time-s for this module (default 600): how long a connection opened before a listener update
+# keeps the old filter chain, old keys included (test_open_connections_keep_the_old_keys_until_drained).
+DRAIN_TIME_S = 3
 
 
 def bearer(token: str) -> tuple[str, str]:
@@ -74,7 +81,9 @@ class LdsGateway:
         self.version = 0
         self.first_config: dict | None = None
         self.pid: int | None = None
-        self.envoy = h.Envoy(envoy_bin, workdir / "envoy", self._bootstrap, name="reload")
+        self.envoy = h.Envoy(
+            envoy_bin, workdir / "envoy", self._bootstrap, name="reload", extra_args=["--drain-time-s", str(DRAIN_TIME_S)]
+        )
 
     def _bootstrap(self, port: int, admin: int) -> dict:
         assert self.first_config is not None
@@ -223,3 +232,36 @@ def test_valid_update_after_rejections_applies(gw, keys, tokens):
     stats = gw.envoy.stats("listener_manager.")
     assert stats.get("listener_manager.lds.update_rejected", 0) >= 4, stats
 
+
+def test_open_connections_keep_the_old_keys_until_drained(gw, keys, tokens):
+    """The revocation gap of LDS delivery, pinned: a keep-alive connection opened before a listener update stays
+    on the old filter chain, so a key removed by the update is still accepted on it, until Envoy drains the old
+    chain: from the update on, each reply may carry `Connection: close` (drain strategy `gradual`, the default),
+    and after `--drain-time-s` Envoy closes the connection. test_reload_ecds.py: ECDS closes the gap."""
+    conns = h.connections_per_worker(gw.envoy)  # under config C: keys A and B
+    try:
+        for w, conn in conns.items():
+            assert conn.request(f"/api/pre-w{w}", [bearer(tokens["a"])]).status == 200
+        gw.write(filter_config(keys["b"].jwk))  # key A removed
+        t_update = time.monotonic()
+        ok = h.wait_until(lambda: status_of(gw, tokens["a"]) == 401, 15, 0.05)
+        assert ok, f"config D (key B only) did not apply to new connections\n{gw.envoy.log_tail()}"
+        for w, conn in conns.items():
+            answers = []  # token A on the connection opened before the update, until Envoy closes it
+            while not conn.closed and time.monotonic() - t_update < DRAIN_TIME_S + 5:
+                try:
+                    r = conn.request(f"/api/old-conn-w{w}-{len(answers)}", [bearer(tokens["a"])])
+                except (ConnectionError, OSError, http.client.HTTPException):
+                    conn.closed = True  # Envoy closed it between two requests
+                    break
+                answers.append(r.status)
+                time.sleep(0.1)
+            closed_after = time.monotonic() - t_update
+            assert answers and set(answers) == {200}, f"worker {w}: token A on the old connection: {answers}"
+            assert conn.closed, f"worker {w}: still open {closed_after:.1f}s after the update (drain {DRAIN_TIME_S}s)"
+            assert closed_after <= DRAIN_TIME_S + 2, f"worker {w}: closed {closed_after:.1f}s after the update"
+            print(f"worker {w}: token A accepted {len(answers)} times on the old connection, closed {closed_after:.1f}s after the update")
+        assert_refused(gw, tokens["a"], "/api/after-drain-a")  # new connections never had the gap
+    finally:
+        for conn in conns.values():
+            conn.close()

@@ -359,12 +359,14 @@ class Envoy:
         workdir: Path,
         make_bootstrap: Callable[[int, int], dict | str],
         name: str = "envoy",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.make_bootstrap = make_bootstrap
         self.name = name
+        self.extra_args = list(extra_args)  # e.g. ["--drain-time-s", "2"]
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.admin_port = 0
@@ -389,6 +391,7 @@ class Envoy:
                     "--concurrency", "2",
                     "--use-dynamic-base-id",
                     "--base-id-path", str(self.workdir / "base-id"),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -1189,13 +1192,61 @@ def lds_bootstrap(*, admin_port: int, lds_dir: Path, upstream_port: int, extra_c
 
 
 def write_lds(lds_dir: Path, listeners: Sequence[dict], version: str | None = None) -> None:
-    """Replace `lds_dir/lds.json` atomically (write a temporary file in the same directory, then rename it over
-    the old one: Envoy never reads a half-written file, and the move is what its directory watch sees)."""
-    doc = {
-        "version_info": version or str(time.time_ns()),
-        "resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **l} for l in listeners],
-    }
-    lds_dir = Path(lds_dir)
-    tmp = lds_dir / f".lds.{os.getpid()}.{time.time_ns()}.tmp"
+    """Replace `lds_dir/lds.json` with `listeners` (see `write_xds`)."""
+    write_xds(Path(lds_dir) / "lds.json", "type.googleapis.com/envoy.config.listener.v3.Listener", listeners, version)
+
+
+def write_xds(path: Path, type_url: str, resources: Sequence[dict], version: str | None = None) -> None:
+    """Replace the file-based xDS resource file `path` atomically (write a temporary file in the same directory,
+    then rename it over the old one: Envoy never reads a half-written file, and the move is what its directory
+    watch sees)."""
+    doc = {"version_info": version or str(time.time_ns()), "resources": [{"@type": type_url, **r} for r in resources]}
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp"
     tmp.write_text(json.dumps(doc, indent=1))
-    os.rename(tmp, lds_dir / "lds.json")
+    os.rename(tmp, path)
+
+
+# ------------------------------------------------------------------------------ ECDS from a file (issue 13)
+# The filter's config delivered on its own (extension config discovery): the listener stays, and every new
+# stream, on new and on existing connections, is served by the latest accepted filter config.
+
+ECDS_FILTER = "trustgate"  # the HTTP filter's name, which is also its ECDS resource name
+WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+
+def ecds_bootstrap(*, listener_port: int, admin_port: int, upstream_port: int, ecds_dir: Path) -> dict:
+    """`gateway_bootstrap` whose trustgate filter comes from `ecds_dir/trustgate.json` (`config_discovery` with a
+    file `path_config_source` and a `watched_directory`): a listener that waits (warms) until the first config is
+    there and is never replaced by a config update. Write the config with `write_ecds`."""
+    boot = gateway_bootstrap(
+        listener_port=listener_port, admin_port=admin_port, upstream_port=upstream_port, filter_config="{}", wasm=Path("/")
+    )
+    boot["node"] = {"id": "trustgate-e2e", "cluster": "trustgate-e2e"}  # required by file-based xDS
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0] = {
+        "name": ECDS_FILTER,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": str(Path(ecds_dir) / f"{ECDS_FILTER}.json"),
+                    "watched_directory": {"path": str(ecds_dir)},
+                },
+            },
+            "type_urls": [WASM_TYPE_URL],
+        },
+    }
+    return boot
+
+
+def write_ecds(ecds_dir: Path, filter_config: dict | str, wasm: Path, version: str | None = None) -> None:
+    """Replace the trustgate filter config of an `ecds_bootstrap` Envoy: the same `envoy.filters.http.wasm` config
+    as every other test (`wasm_http_filter`), as a `TypedExtensionConfig` named `ECDS_FILTER`."""
+    typed = wasm_http_filter(filter_config, wasm)["typed_config"]
+    write_xds(
+        Path(ecds_dir) / f"{ECDS_FILTER}.json",
+        "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        [{"name": ECDS_FILTER, "typed_config": typed}],
+        version,
+    )
