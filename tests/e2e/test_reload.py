@@ -40,25 +40,7 @@ def bearer(token: str) -> tuple[str, str]:
     return ("authorization", f"Bearer {token}")
 
 
-def filter_config(*jwks: dict, **extra) -> dict:
-    return {
-        "providers": {
-            "corp": {
-                "jwt": {
-                    "issuer": h.ISSUER,
-                    "audiences": [h.AUDIENCE],
-                    "keys": {"jwks": {"keys": list(jwks)}},
-                    "headers": {OWNER: h.OWNER_TEMPLATE},
-                }
-            }
-        },
-        "strip_headers": h.STRIP_HEADERS,
-        "rules": [
-            {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
-            {"name": "api", "match": {}, "require": "corp"},
-        ],
-        **extra,
-    }
+filter_config = h.reload_filter_config
 
 
 def p521_jwk(kid: str) -> dict:

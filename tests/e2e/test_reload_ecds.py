@@ -20,30 +20,13 @@ from pathlib import Path
 import pytest
 
 import trustgate_e2e as h
+from test_reload import bearer, keys, tokens  # noqa: F401 - the same keys A and B (module fixtures) as the LDS test
 
 OWNER = "x-commit-owner"
 ECDS_STATS = f"extension_config_discovery.http_filter.{h.ECDS_FILTER}."
 
 
-def filter_config(*jwks: dict, **extra) -> dict:
-    return {
-        "providers": {
-            "corp": {
-                "jwt": {
-                    "issuer": h.ISSUER,
-                    "audiences": [h.AUDIENCE],
-                    "keys": {"jwks": {"keys": list(jwks)}},
-                    "headers": {OWNER: h.OWNER_TEMPLATE},
-                }
-            }
-        },
-        "strip_headers": h.STRIP_HEADERS,
-        "rules": [
-            {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
-            {"name": "api", "match": {}, "require": "corp"},
-        ],
-        **extra,
-    }
+filter_config = h.reload_filter_config
 
 
 class EcdsGateway:
@@ -75,20 +58,6 @@ class EcdsGateway:
         self.write(config)
         ok = h.wait_until(lambda: self.stat(outcome) > before, timeout, 0.05)
         assert ok, f"no {outcome} {timeout:.0f}s after the config was written ({self.envoy.stats(ECDS_STATS)})\n{self.envoy.log_tail()}"
-
-
-def bearer(token: str) -> tuple[str, str]:
-    return ("authorization", f"Bearer {token}")
-
-
-@pytest.fixture(scope="module")
-def keys() -> dict[str, h.SigningKey]:
-    return {"a": h.generate_key("ES256", "k-a"), "b": h.generate_key("ES256", "k-b")}
-
-
-@pytest.fixture(scope="module")
-def tokens(keys) -> dict[str, str]:
-    return {name: h.mint(k, h.claims()) for name, k in keys.items()}
 
 
 @pytest.fixture(scope="module")

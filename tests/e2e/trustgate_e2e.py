@@ -701,6 +701,29 @@ def jwt_filter_config(keys: dict[str, SigningKey]) -> dict:
     return {"providers": providers, "strip_headers": STRIP_HEADERS, "rules": rules}
 
 
+def reload_filter_config(*jwks: dict, **extra) -> dict:
+    """The config the reload tests replace at run time: one jwt provider `corp` with an inline JWKS of `jwks`,
+    `/healthz` public, everything else requiring `corp`; `extra` adds top-level members (e.g. an unknown one)."""
+    return {
+        "providers": {
+            "corp": {
+                "jwt": {
+                    "issuer": ISSUER,
+                    "audiences": [AUDIENCE],
+                    "keys": {"jwks": {"keys": list(jwks)}},
+                    "headers": {"x-commit-owner": OWNER_TEMPLATE},
+                }
+            }
+        },
+        "strip_headers": STRIP_HEADERS,
+        "rules": [
+            {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
+            {"name": "api", "match": {}, "require": "corp"},
+        ],
+        **extra,
+    }
+
+
 def claims(**overrides) -> dict:
     """Valid claims for the e2e providers; `name=None` drops a claim."""
     now = int(time.time())
