@@ -10,7 +10,7 @@
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
 #   make soak    10 min of mixed traffic, JWKS rotating every minute: wrong decisions, 5xx, Envoy RSS (bench/soak.json)
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
-#   make bench-hostcalls  µs per proxy-wasm host call and per verify_signature, from bench/noop variants (~3 min)
+#   make bench-hostcalls  µs per proxy-wasm host call and per verify_signature, from bench/noop variants (~2 min)
 #   make wasm-costs  µs per verification and per same-token decision in V8 (examples/*_cost.rs in node)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
 #
@@ -144,7 +144,7 @@ bench: deps bench-deps
 
 # Host-call costs (BENCHMARKS.md, "Host-call costs"): bench/noop variants that make one proxy-wasm host call 10
 # times per request (and Envoy's verify_signature for ES256 and RS256), 2 rounds of 3 s against the plain no-op
-# filter of the same rounds; writes bench/hostcalls.{json,md} (about 3 min), leaves BENCHMARKS.md alone.
+# filter of the same rounds; writes bench/hostcalls.{json,md} (about 2 min), leaves BENCHMARKS.md alone.
 bench-hostcalls: deps bench-deps
 	$(VENV_PY) bench/bench.py --hostcalls --rounds 2 --duration 3 $(BENCH_ARGS)
 
