@@ -4,12 +4,15 @@
 #   make build   target/wasm32-wasip1/release/trustgate.wasm
 #   make oci     target/oci/: the OCI image Istio's WasmPlugin pulls (plugin.wasm; no Docker; docs/istio.md)
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
+#   make test-e2e  builds the wasm and the CLI, then the end-to-end tests alone
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
 #   make fuzz-campaign  every target to 10 million executions or 15 min (bench/fuzz_campaign.json, docs/testing.md)
 #   make soak    10 min of mixed traffic, JWKS rotating every minute: wrong decisions, 5xx, Envoy RSS (bench/soak.json)
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
+#   make bench-hostcalls  µs per proxy-wasm host call and per verify_signature, from bench/noop variants (~2 min)
+#   make wasm-costs  µs per verification and per same-token decision in V8 (examples/*_cost.rs in node)
 #   make clean   cargo clean and test caches (distclean: also .venv/)
 #
 # Overrides: ENVOY=/path/to/envoy (tests: else .venv/bin/envoy, else PATH; run: else PATH, else .venv, else
@@ -32,7 +35,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench soak clean distclean oci oci-deps istio-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -79,12 +82,12 @@ build-cli:
 test-native:
 	$(CARGO) test --no-fail-fast
 
-test-e2e: py-deps envoy-venv
+# Builds the wasm and the CLI first (cargo rebuilds only what changed): the tests never run a stale build.
+test-e2e: py-deps envoy-venv build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) --no-print-directory test-native
-	$(MAKE) --no-print-directory build build-cli
 	$(MAKE) --no-print-directory test-e2e
 	$(MAKE) --no-print-directory fuzz-smoke
 
@@ -137,7 +140,25 @@ flood: build py-deps envoy-venv
 # 3 interleaved rounds, medians. Writes bench/results.json, bench/results.md and the results section of
 # BENCHMARKS.md. BENCH_ARGS="--quick" for a smoke run (1 round, 3 s per case: about 2 min); --help for the rest.
 BENCH_ARGS ?=
-bench: deps
+bench: deps bench-deps
+	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
+
+# Host-call costs (BENCHMARKS.md, "Host-call costs"): bench/noop variants that make one proxy-wasm host call 10
+# times per request (and Envoy's verify_signature for ES256 and RS256), 2 rounds of 3 s against the plain no-op
+# filter of the same rounds; writes bench/hostcalls.{json,md} (about 2 min), leaves BENCHMARKS.md alone.
+bench-hostcalls: deps bench-deps
+	$(VENV_PY) bench/bench.py --hostcalls --rounds 2 --duration 3 $(BENCH_ARGS)
+
+# Per-call costs of the pure-Rust paths in V8 (Node runs the module like Envoy, without its host calls):
+# Ed25519 without/with its table, ES256 and RS256 in wasm (examples/crypto_cost.rs); the same-token decision and
+# its parts (examples/decide_cost.rs). Needs node. BENCHMARKS.md, "Where the figures come from".
+wasm-costs:
+	$(CARGO) build --release --target $(WASM_TARGET) --no-default-features --example crypto_cost --example decide_cost
+	node scripts/run_wasi.js target/$(WASM_TARGET)/release/examples/crypto_cost.wasm
+	node scripts/run_wasi.js target/$(WASM_TARGET)/release/examples/decide_cost.wasm
+
+# wrk, the wasm under test and the no-op filter (bench/noop) for the bench targets.
+bench-deps:
 	@if ! command -v wrk >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "wrk not found: apt-get install -y wrk"; \
@@ -150,7 +171,6 @@ bench: deps
 	fi
 	$(MAKE) --no-print-directory build
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml --target-dir target/bench-noop
-	$(VENV_PY) bench/bench.py $(BENCH_ARGS)
 
 # Soak (issue 7): 10 minutes of mixed traffic (valid, invalid, replayed HMAC, a JWKS rotating every minute) through
 # Envoy on 2 workers; counts wrongly accepted/rejected requests and 5xx, samples Envoy's RSS every 10 s, writes

@@ -18,6 +18,8 @@ Cases (bench/bench.py --list):
   trustgate/hmac             gatekeeper HMAC (body "empty"), a unique nonce per request
   trustgate/signet           Signet proofs, one ephemeral key (the binding cache's case), a unique jti per request
   trustgate/httpsig-ed25519  RFC 9421 ed25519 (@method @authority @path), a unique nonce per request
+  hostcall/<call>            --hostcalls only: bench/noop making one host call HOSTCALL_REPEAT (10) times per
+                             request; its cost per call is (1/req/s − 1/no-op req/s) / 10 (`make bench-hostcalls`)
 
 Keys are generated at start (cryptography); tokens are minted with PyJWT. Single-use requests (HMAC nonces,
 Signet jti, RFC 9421 nonces) are signed once, with the current time (windows of 3600 s, so they stay valid for
@@ -35,6 +37,7 @@ Usage (repository root, after `make build`; `make bench` does both):
   .venv/bin/python bench/bench.py                 # 3 rounds, 8 s each after a 1 s warm-up (about 12 min)
   .venv/bin/python bench/bench.py --quick         # 1 round, 3 s, 1 s warm-up: a smoke run
   .venv/bin/python bench/bench.py --cases 'trustgate/ES|jwt_authn/ES' --rounds 5
+  .venv/bin/python bench/bench.py --hostcalls --rounds 2 --duration 3   # host-call costs: bench/hostcalls.{json,md}
 Writes bench/results.json and bench/results.md, and replaces the results section of BENCHMARKS.md (between
 its `bench:results` markers). --quick writes bench/results-quick.{json,md} and leaves BENCHMARKS.md alone.
 """
@@ -343,7 +346,7 @@ def httpsig_lines(private_raw: bytes, count: int, workers: int, check: int = 50)
 # ============================================================================================ Envoy configs
 
 
-def wasm_filter(name: str, wasm: Path, configuration: dict | None) -> dict:
+def wasm_filter(name: str, wasm: Path, configuration: dict | str | None) -> dict:
     config = {
         "name": name,
         "root_id": name,
@@ -353,7 +356,7 @@ def wasm_filter(name: str, wasm: Path, configuration: dict | None) -> dict:
     }
     if configuration is not None:
         config["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                   "value": json.dumps(configuration)}
+                                   "value": configuration if isinstance(configuration, str) else json.dumps(configuration)}
     return {"name": "envoy.filters.http.wasm",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config}}
 
@@ -522,13 +525,58 @@ def run_wrk(args, port: int, requests_file: Path, start: int, seconds: float, cp
     return r
 
 
+# ============================================================================================ host calls
+
+HOSTCALL_REPEAT = 10  # calls per request in a hostcall/<call> case
+HOSTCALLS = ("get_header_map_pairs", "get_header_map_value", "remove_header_map_value", "add_header_map_value",
+             "increment_metric", "get_current_time_nanoseconds")
+
+
+def _pb_bytes(field_no: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    n, varint = len(data), bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        varint.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([field_no << 3 | 2]) + bytes(varint) + data
+
+
+def verify_signature_argument(alg: str) -> str:
+    """Hex of the `VerifySignatureArguments { hash_function = 1; public_key = 2 (DER SPKI); signature = 3; text = 4 }`
+    trustgate sends to Envoy's `verify_signature` for one JWS signing input (ES256: a DER ECDSA signature; RS256:
+    RSA-2048 PKCS#1 v1.5), valid: bench/noop checks the answer is `result: true` before timing it."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    text = (b64url(json.dumps({"alg": alg, "kid": "bench"}).encode()) + "." +
+            b64url(json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "user-0", "exp": 2**31}).encode())).encode()
+    if alg == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+        sig = key.sign(text, ec.ECDSA(hashes.SHA256()))
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sig = key.sign(text, padding.PKCS1v15(), hashes.SHA256())
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return (_pb_bytes(1, b"sha256") + _pb_bytes(2, spki) + _pb_bytes(3, sig) + _pb_bytes(4, text)).hex()
+
+
+def hostcall_configs() -> dict[str, str]:
+    """hostcall case name -> bench/noop configuration."""
+    out = {f"hostcall/{c}": f"{c} {HOSTCALL_REPEAT}" for c in HOSTCALLS}
+    for alg in ("ES256", "RS256"):
+        out[f"hostcall/verify_signature-{alg}"] = f"verify_signature {HOSTCALL_REPEAT} {verify_signature_argument(alg)}"
+    return out
+
+
 # ============================================================================================ cases
 
 
 @dataclass
 class Case:
     name: str
-    kind: str  # ceiling | noop | jwt_authn | trustgate
+    kind: str  # ceiling | noop | jwt_authn | trustgate | hostcall
     alg: str | None = None
     mode: str | None = None  # same | unique | cached | uncached
     filters: Callable[[], list[dict]] = lambda: [ROUTER]
@@ -612,6 +660,11 @@ class Bench:
             Case("noop-wasm", "noop", filters=lambda: [wasm_filter("noop", self.noop_wasm, None), ROUTER],
                  requests=lambda: bearer_one("ES256")),
         ]
+        if a.hostcalls:  # only the no-op filter's variants, against the no-op filter of the same rounds
+            for name, config in hostcall_configs().items():
+                cases.append(Case(name, "hostcall", filters=lambda config=config: [wasm_filter("noop", self.noop_wasm, config), ROUTER],
+                                  requests=lambda: bearer_one("ES256")))
+            return cases
         for alg in JWT_AUTHN_ALGS:
             for mode in ("uncached", "cached"):
                 key = self.jwt_keys[alg]
@@ -801,6 +854,8 @@ def summarize(bench: Bench, runs: dict[str, list[dict]]) -> dict:
 
     noop = rps("noop-wasm")
     for name, c in cases.items():
+        if c["kind"] == "hostcall" and c["rps"] and noop:
+            c["us_per_call"] = round((1e6 / c["rps"] - 1e6 / noop) / HOSTCALL_REPEAT, 3)
         c["x_noop"] = ratio(c["rps"], noop) if c["kind"] != "noop" else None
         c["x_ceiling"] = ratio(c["rps"], rps("ceiling")) if c["kind"] != "ceiling" else None
         if c["kind"] == "trustgate" and c["alg"] in JWT_AUTHN_ALGS:
@@ -883,6 +938,8 @@ def label(name: str, c: dict) -> str:
         return f"[{m.group(1)}] " + label("trustgate" + m.group(2), c)
     if name in LABELS:
         return LABELS[name]
+    if c["kind"] == "hostcall":
+        return f"no-op wasm filter + {HOSTCALL_REPEAT} × `{name.split('/', 1)[1]}`"
     if c["kind"] == "jwt_authn":
         return f"jwt_authn {c['alg']}, {'jwt_cache_config' if c['mode'] == 'cached' else 'no cache (default)'}"
     if name == "trustgate/hmac":
@@ -922,6 +979,11 @@ def markdown(report: dict) -> str:
             f"| {label(name, c)}{failed} | {c['rps']:,.0f} | {rng} | {fmt(c['p50_ms'], '.2f')} | {fmt(c['p99_ms'], '.2f')} | "
             f"{fmt(c.get('x_noop'), '.2f')} | {fmt(c.get('x_jwt_authn_cached'), '.2f')} | "
             f"{fmt(c.get('x_jwt_authn_uncached'), '.2f')} | {fmt(c['rss_mib'], '.1f')} |")
+    hostcalls = [(n, c) for n, c in s["cases"].items() if c["kind"] == "hostcall"]
+    if hostcalls:
+        lines += ["", f"| host call (bench/noop, {HOSTCALL_REPEAT} calls per request) | µs per call |", "|---|---:|"]
+        lines += [f"| `{n.split('/', 1)[1]}` | {fmt(c.get('us_per_call'), '.2f')} |" for n, c in hostcalls]
+        return "\n".join(lines) + "\n"
     lines += ["", "| target (issue 6) | measured | met |", "|---|---:|---|"]
     for t in s["targets"]:
         met = "—" if t["met"] is None else ("yes" if t["met"] else "**no**")
@@ -979,6 +1041,8 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="results JSON (bench/results.json; --quick: bench/results-quick.json)")
     ap.add_argument("--no-update", action="store_true", help="leave BENCHMARKS.md alone")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs, request files)")
+    ap.add_argument("--hostcalls", action="store_true",
+                    help="only the no-op filter and its host-call variants: µs per call, bench/hostcalls.{json,md}")
     a = ap.parse_args()
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration if a.duration is not None else (3.0 if a.quick else 8.0)
@@ -1050,18 +1114,19 @@ def main() -> int:
         "machine": machine(a.envoy),
         "settings": {"rounds": a.rounds, "duration_s": a.duration, "warmup_s": a.warmup, "connections": a.connections,
                      "threads": a.threads, "unique_tokens": a.unique_tokens, "pinned": bench.envoy_cpu is not None,
-                     "quick": a.quick, "cases": a.cases},
+                     "quick": a.quick, "cases": a.cases, "hostcalls": a.hostcalls},
         "checks": bench.checks,
         "elapsed_s": round(time.monotonic() - t0, 1),
     }
     report["summary"] = summarize(bench, runs)
     table = markdown(report)
-    out = Path(a.out) if a.out else BENCH / ("results-quick.json" if a.quick else "results.json")
+    default_out = "hostcalls.json" if a.hostcalls else "results-quick.json" if a.quick else "results.json"
+    out = Path(a.out) if a.out else BENCH / default_out
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     out.with_suffix(".md").write_text(table)
     print(table)
     log(f"bench: wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out} and its .md")
-    if not a.quick and not a.no_update and not a.cases:
+    if not a.quick and not a.no_update and not a.cases and not a.hostcalls:
         if update_benchmarks_md(table):
             log("bench: updated the results section of BENCHMARKS.md")
         else:

@@ -7,6 +7,7 @@
 //! ```
 //!
 //! Node runs the module in V8 like Envoy does, without Envoy's host calls: figures for the pure-Rust paths.
+//! What Envoy's `verify_signature` costs instead (ES256, RS256 through the host): `make bench-hostcalls`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -61,4 +62,34 @@ fn main() {
     time("ES256 (pure Rust; Envoy offloads it)", 200, || {
         verify(Alg::ES256, &key, &msg, &sig)
     });
+
+    // RS256 over RSA-2048: the first valid case of Wycheproof's PKCS#1 v1.5 file (no key generation in V8).
+    let v: serde_json::Value = serde_json::from_str(include_str!(
+        "../../shared/vectors/wycheproof/rsa_signature_2048_sha256_test.json"
+    ))
+    .unwrap();
+    let group = &v["testGroups"][0];
+    let case = group["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["result"] == "valid")
+        .unwrap();
+    let field = |v: &serde_json::Value| hex(v.as_str().unwrap());
+    let key = VerifyKey::rsa(
+        &field(&group["publicKey"]["modulus"]),
+        &field(&group["publicKey"]["publicExponent"]),
+    )
+    .unwrap();
+    let (msg, sig) = (field(&case["msg"]), field(&case["sig"]));
+    time("RS256 (pure Rust; Envoy offloads it)", 200, || {
+        verify(Alg::RS256, &key, &msg, &sig)
+    });
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }

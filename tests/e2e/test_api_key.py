@@ -76,13 +76,13 @@ def assert_allowed(resp: h.Response, upstream: h.EchoUpstream, client_id: str = 
     return seen
 
 
-def assert_denied(resp: h.Response, upstream: h.EchoUpstream, status: int, reason: str | set[str]) -> dict:
+def assert_denied(resp: h.Response, upstream: h.EchoUpstream, status: int, reason: str) -> dict:
     body = h.assert_denied(resp, upstream, status, reason)
     assert not any(key in resp.text() for _, key, _ in KEYS.values()), "a key is echoed in the reply"
     return body
 
 
-def assert_invalid(resp: h.Response, upstream: h.EchoUpstream, reason: str | set[str]) -> None:
+def assert_invalid(resp: h.Response, upstream: h.EchoUpstream, reason: str) -> None:
     assert_denied(resp, upstream, 401, reason)
     challenge = resp.header("www-authenticate") or ""
     assert challenge.startswith("ApiKey "), resp.describe()
@@ -188,9 +188,9 @@ def test_inactive_client(gw, upstream, client_id, reason):
 
 @pytest.mark.parametrize("value", ["Bearer", "Bearer ", "ApiKey    ", "Basic Y2k6c2VjcmV0"])
 def test_empty_or_other_scheme(gw, upstream, value):
-    """No usable key: never a pass; `missing` or a 401 naming the credential as bad."""
+    """No usable key: never a pass; no credential of this provider's schemes at all (401 `missing`)."""
     resp = gw.request("/keys/x", [("Authorization", value)])
-    assert_denied(resp, upstream, 401, {"missing", "malformed", "invalid_key"})
+    assert_denied(resp, upstream, 401, "missing")
 
 
 # ----------------------------------------------------------------------------------------------- forged identity
@@ -213,9 +213,11 @@ def test_forged_identity_replaced_on_protected_route(gw, upstream):
 
 
 def test_log_never_holds_a_key(gw, upstream):
+    mark = gw.log_mark()
     assert gw.request("/keys/x", [("Authorization", f"Bearer {CI_KEY}")]).status == 200
     assert gw.request("/keys/x", [("Authorization", "Bearer tg_wrong_key_for_the_log_0001")]).status == 401
-    line = gw.wait_for_log(lambda l: "reason=" in l and "invalid_key" in l)
-    assert line is not None, "no denial log line with reason=...invalid_key\n" + gw.log_tail(20)
+    want = "trustgate: deny rule=keys provider=keys reason=invalid_key status=401 method=GET"
+    line = gw.wait_for_log(lambda l: l.endswith(want), since=mark)
+    assert line is not None, f"no log line `{want}` after the request\n" + gw.log_tail(20)
     log = gw.log_text()
     assert CI_KEY not in log and "tg_wrong_key_for_the_log_0001" not in log, "the Envoy log contains a key"

@@ -267,8 +267,8 @@ def gw(envoy_bin, wasm, upstream, jwks, ctx, tmp_path_factory) -> h.Envoy:
 @dataclass(frozen=True)
 class Want:
     kind: str  # "allow", "deny" (trustgate's reply), "envoy" (Envoy's own reply), "reset"
-    status: int | frozenset | None = None
-    reason: str | frozenset | None = None
+    status: int | None = None
+    reason: str | None = None  # a denial's one reason (None for the other kinds)
     check: Callable[[h.Seen], None] | None = None
 
     def __str__(self) -> str:
@@ -279,8 +279,8 @@ def allow(check: Callable[[h.Seen], None] | None = None) -> Want:
     return Want("allow", 200, check=check)
 
 
-def deny(status: int, reason: str | set | None) -> Want:
-    return Want("deny", status, frozenset(reason) if isinstance(reason, set) else reason)
+def deny(status: int, reason: str) -> Want:
+    return Want("deny", status, reason)
 
 
 def envoy(status: int) -> Want:
@@ -291,7 +291,7 @@ def envoy(status: int) -> Want:
 RST = Want("reset")
 
 
-def invalid(reason: str | set) -> Want:
+def invalid(reason: str) -> Want:
     return deny(401, reason)
 
 
@@ -609,9 +609,9 @@ def token_cases() -> list[Case]:
                  invalid("alg_not_allowed"), credential=True)
             for alg in ("none", "None", "NONE", "nOnE") for signed in (False, True)
         ],
-        Case("alg-missing", "/es/x", tok(lambda ctx: jws({"typ": "JWT", "kid": "es-1"}, h.claims(), es256_signer(ctx.es))), invalid({"malformed", "alg_not_allowed"}), credential=True),
-        Case("alg-null", "/es/x", tok(lambda ctx: jws({"alg": None, "kid": "es-1"}, h.claims(), es256_signer(ctx.es))), invalid({"malformed", "alg_not_allowed"}), credential=True),
-        Case("alg-array", "/es/x", tok(lambda ctx: jws({"alg": ["ES256"], "kid": "es-1"}, h.claims(), es256_signer(ctx.es))), invalid({"malformed", "alg_not_allowed"}), credential=True),
+        Case("alg-missing", "/es/x", tok(lambda ctx: jws({"typ": "JWT", "kid": "es-1"}, h.claims(), es256_signer(ctx.es))), invalid("malformed"), credential=True),
+        Case("alg-null", "/es/x", tok(lambda ctx: jws({"alg": None, "kid": "es-1"}, h.claims(), es256_signer(ctx.es))), invalid("malformed"), credential=True),
+        Case("alg-array", "/es/x", tok(lambda ctx: jws({"alg": ["ES256"], "kid": "es-1"}, h.claims(), es256_signer(ctx.es))), invalid("malformed"), credential=True),
         Case("alg-lowercase", "/es/x", tok(lambda ctx: jws(es_header(alg="es256"), h.claims(), es256_signer(ctx.es))), invalid("alg_not_allowed"), credential=True),
         Case("alg-trailing-space", "/es/x", tok(lambda ctx: jws(es_header(alg="ES256 "), h.claims(), es256_signer(ctx.es))), invalid("alg_not_allowed"), credential=True),
         Case("alg-es384-on-p256-key", "/es/x", tok(lambda ctx: jws(es_header(alg="ES384"), h.claims(), lambda d: os.urandom(96))), invalid("alg_not_allowed"), credential=True),
@@ -625,18 +625,18 @@ def token_cases() -> list[Case]:
         Case("kid-path-traversal", "/es/x", tok(lambda ctx: jws(es_header(kid="../../../../dev/null"), h.claims(), es256_signer(ctx.es))), invalid("unknown_kid"), credential=True),
         Case("kid-crlf", "/es/x", tok(lambda ctx: jws(es_header(kid="es-1\r\nx-user: mallory"), h.claims(), es256_signer(ctx.es))), invalid("unknown_kid"), credential=True),
         Case("kid-8KiB", "/es/x", tok(lambda ctx: jws(es_header(kid="k" * 8192), h.claims(), es256_signer(ctx.es))), invalid("unknown_kid"), credential=True),
-        Case("kid-number", "/es/x", tok(lambda ctx: jws(es_header(kid=1), h.claims(), es256_signer(ctx.es))), invalid({"malformed", "unknown_kid"}), credential=True),
+        Case("kid-number", "/es/x", tok(lambda ctx: jws(es_header(kid=1), h.claims(), es256_signer(ctx.es))), invalid("malformed"), credential=True),
         # ---- structure
         Case("two-parts", "/es/x", tok(lambda ctx: ".".join(ctx.valid().split(".")[:2])), invalid("malformed"), credential=True),
         Case("four-parts", "/es/x", tok(lambda ctx: ctx.valid() + ".AAAA"), invalid("malformed"), credential=True),
         Case("padded-base64", "/es/x", tok(lambda ctx: ctx.valid() + "=="), invalid("malformed"), credential=True),
-        Case("standard-base64-alphabet", "/es/x", tok(lambda ctx: ctx.valid().replace("-", "+").replace("_", "/") + "+/"), invalid({"malformed", "bad_signature"}), credential=True),
+        Case("standard-base64-alphabet", "/es/x", tok(lambda ctx: ctx.valid().replace("-", "+").replace("_", "/") + "+/"), invalid("malformed"), credential=True),
         Case("empty-parts", "/es/x", [("authorization", "Bearer ..")], invalid("malformed"), credential=True),
         Case("duplicate-claim-member", "/es/x",
              tok(lambda ctx: jws(es_header(), b'{"iss":"%s","aud":"%s","sub":"alice","sub":"mallory","exp":%d}' % (h.ISSUER.encode(), h.AUDIENCE.encode(), now + 600), es256_signer(ctx.es))),
              invalid("malformed"), credential=True),
         Case("duplicate-header-member", "/es/x",
-             tok(lambda ctx: jws(b'{"alg":"none","alg":"ES256","kid":"es-1"}', h.claims(), es256_signer(ctx.es))), invalid({"malformed", "alg_not_allowed"}), credential=True),
+             tok(lambda ctx: jws(b'{"alg":"none","alg":"ES256","kid":"es-1"}', h.claims(), es256_signer(ctx.es))), invalid("malformed"), credential=True),
         Case("payload-not-object", "/es/x", tok(lambda ctx: jws(es_header(), b'["alice"]', es256_signer(ctx.es))), invalid("malformed"), credential=True),
         Case("exp-as-string", "/es/x", tok(lambda ctx: jws(es_header(), h.claims(exp=str(now + 600)), es256_signer(ctx.es))), invalid("malformed"), credential=True),
         Case("exp-huge-float", "/es/x", tok(lambda ctx: jws(es_header(), b'{"iss":"%s","aud":"%s","sub":"alice","exp":1e400}' % (h.ISSUER.encode(), h.AUDIENCE.encode()), es256_signer(ctx.es))), invalid("malformed"), credential=True),
@@ -729,7 +729,7 @@ def jwks_cases() -> list[Case]:
         Case("jwks-p256-key-as-p384", "/crv/x", tok("crv-p256"), invalid("unknown_kid"), credential=True),
         Case("jwks-p256-key-as-p384-es384", "/crv/x",
              lambda ctx: [bearer(jws({"alg": "ES384", "kid": "crv-p384"}, h.claims(), lambda d: os.urandom(96)))],
-             invalid({"unknown_kid", "alg_not_allowed"}), credential=True),
+             invalid("unknown_kid"), credential=True),
         Case("jwks-p256-key-as-p521", "/crv/x", tok("crv-p256", kid="crv-p521"), invalid("unknown_kid"), credential=True),
         Case("jwks-ec-with-ed25519-crv", "/crv/x", tok("crv-p256", kid="crv-ec-ed"), invalid("unknown_kid"), credential=True),
         Case("jwks-ed25519-key-as-x25519", "/crv/x", tok("crv-ed"), invalid("unknown_kid"), credential=True),
@@ -752,18 +752,18 @@ def authorization_cases() -> list[Case]:
         Case("auth-duplicate-garbage-first", "/es/x", two(lambda ctx: "Bearer x.y.z", bearer_valid), multiple, credential=True),
         Case("auth-duplicate-other-case-name", "/es/x", lambda ctx: [("Authorization", bearer_valid(ctx)), ("AUTHORIZATION", bearer_valid(ctx))],
              per_proto(multiple, RST), credential=True),
-        Case("auth-joined-in-one-header", "/es/x", lambda ctx: [("authorization", f"{bearer_valid(ctx)}, {bearer_valid(ctx)}")], invalid({"multiple_credentials", "malformed"}), credential=True),
-        Case("auth-bearer-and-basic", "/es/x", two(bearer_valid, lambda ctx: "Basic YWxpY2U6cHc="), invalid({"multiple_credentials", "malformed"}), credential=True),
+        Case("auth-joined-in-one-header", "/es/x", lambda ctx: [("authorization", f"{bearer_valid(ctx)}, {bearer_valid(ctx)}")], invalid("multiple_credentials"), credential=True),
+        Case("auth-bearer-and-basic", "/es/x", two(bearer_valid, lambda ctx: "Basic YWxpY2U6cHc="), invalid("multiple_credentials"), credential=True),
         Case("auth-lowercase-scheme", "/es/x", lambda ctx: [("authorization", "bearer " + ctx.valid())], allow(alice), credential=True),
         # extra whitespace around the token is tolerated (as Envoy's jwt_authn does): harmless, the token is verified
         Case("auth-double-space", "/es/x", lambda ctx: [("authorization", "Bearer  " + ctx.valid())], allow(alice), credential=True),
         Case("auth-trailing-spaces", "/es/x", lambda ctx: [("authorization", "Bearer " + ctx.valid() + "  ")], allow(alice), credential=True),
-        Case("auth-tab-separator", "/es/x", lambda ctx: [("authorization", "Bearer\t" + ctx.valid())], invalid({"malformed", "missing"}), credential=True),
+        Case("auth-tab-separator", "/es/x", lambda ctx: [("authorization", "Bearer\t" + ctx.valid())], invalid("missing"), credential=True),
         Case("auth-empty", "/es/x", [("authorization", "")], MISSING),
         Case("auth-scheme-only", "/es/x", [("authorization", "Bearer")], MISSING),
-        Case("auth-bearer-empty-token", "/es/x", [("authorization", "Bearer ")], invalid({"missing", "malformed"}), credential=True),
-        Case("auth-invalid-utf8-appended", "/es/x", lambda ctx: [("authorization", b"Bearer " + ctx.valid().encode() + b"\xff")], invalid({"missing", "malformed"}), credential=True),
-        Case("auth-invalid-utf8-inside", "/es/x", lambda ctx: [("authorization", b"Bearer \xc3\x28" + ctx.valid().encode())], invalid({"missing", "malformed"}), credential=True),
+        Case("auth-bearer-empty-token", "/es/x", [("authorization", "Bearer ")], invalid("missing"), credential=True),
+        Case("auth-invalid-utf8-appended", "/es/x", lambda ctx: [("authorization", b"Bearer " + ctx.valid().encode() + b"\xff")], invalid("missing"), credential=True),
+        Case("auth-invalid-utf8-inside", "/es/x", lambda ctx: [("authorization", b"Bearer \xc3\x28" + ctx.valid().encode())], invalid("missing"), credential=True),
         Case("auth-nul", "/es/x", lambda ctx: [("authorization", "Bearer " + ctx.valid() + "\x00")], per_proto(envoy(400), RST), credential=True),
         Case("auth-40KiB", "/es/x", [("authorization", "Bearer " + "a" * 40 * 1024)], invalid("token_too_large"), credential=True),
         Case("auth-64KiB", "/es/x", [("authorization", "Bearer " + "a" * 64 * 1024)], per_proto(envoy(431), RST), credential=True),
@@ -942,8 +942,7 @@ def test_hostile(gw, upstream, ctx, case: Case, proto: str):
         assert resp.header("x-trustgate-reason") is None, f"[{proto}] want Envoy's reply, got trustgate's: {got}"
         assert seen == [], f"[{proto}] a refused request reached the upstream: {seen!r}"
     elif want.kind == "deny":
-        status = resp.status if isinstance(want.status, frozenset) and resp.status in want.status else want.status
-        h.assert_denied(resp, upstream, status, want.reason)
+        h.assert_denied(resp, upstream, want.status, want.reason)
     else:
         assert resp.status == 200, f"[{proto}] want 200, got {got}; upstream saw {seen!r}"
         assert len(seen) == 1, f"[{proto}] upstream saw {len(seen)} requests, want 1"
@@ -968,7 +967,10 @@ def test_no_5xx_but_documented_503():
 
 
 def test_no_wasm_panic_or_trap_in_envoy_log(gw):
-    time.sleep(0.3)  # let Envoy flush its log
+    # a denial written after the corpus is in the log: so is every line of the corpus before it
+    mark = gw.log_mark()
+    assert h.http_request(gw.port, "/log-barrier").status == 401
+    assert gw.wait_for_log(lambda l: "trustgate: deny rule=default " in l and " reason=missing " in l, since=mark), gw.log_tail()
     lines = h.wasm_failure_lines(gw)
     assert not lines, "wasm panic/trap in Envoy's log:\n" + "\n".join(lines[:20])
     internal = [l for l in h.wasm_log_lines(gw) if "reason=internal" in l]

@@ -29,7 +29,8 @@ def _errors(validator, instance) -> str:
 
 
 def test_schema_is_draft_2020_12(validator):
-    declared = validator.schema.get("$schema", "https://json-schema.org/draft/2020-12/schema")
+    assert "$schema" in validator.schema, "schema.json does not declare its draft ($schema)"
+    declared = validator.schema["$schema"]
     assert declared.rstrip("#") == "https://json-schema.org/draft/2020-12/schema", declared
 
 

@@ -359,12 +359,14 @@ class Envoy:
         workdir: Path,
         make_bootstrap: Callable[[int, int], dict | str],
         name: str = "envoy",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.binary = binary
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.make_bootstrap = make_bootstrap
         self.name = name
+        self.extra_args = list(extra_args)  # e.g. ["--drain-time-s", "2"]
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.admin_port = 0
@@ -389,6 +391,7 @@ class Envoy:
                     "--concurrency", "2",
                     "--use-dynamic-base-id",
                     "--base-id-path", str(self.workdir / "base-id"),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -486,9 +489,21 @@ class Envoy:
                 out[name] = int(value)
         return out
 
-    def log_text(self) -> str:
+    def log_mark(self) -> int:
+        """Where the log ends now (a byte offset): take it before a request, then `wait_for_log(.., since=mark)`
+        and `log_text(since=mark)` see only lines written after it, so a line an earlier case left behind can
+        never satisfy a later check."""
         try:
-            return self.log_path.read_text("utf-8", "replace")
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_text(self, since: int = 0) -> str:
+        """The log from byte offset `since` (a `log_mark()`; 0: everything this process wrote)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
 
@@ -498,16 +513,17 @@ class Envoy:
         tail = "\n".join(kept[-lines:])
         return redact(f"--- {self.name}: last {lines} lines of {self.log_path} (startup inventory omitted) ---\n{tail}")
 
-    def wait_for_log(self, predicate: Callable[[str], bool], timeout: float = 10.0) -> str | None:
-        """First log line satisfying `predicate`, polling (Envoy may flush its log lazily)."""
+    def wait_for_log(self, predicate: Callable[[str], bool], *, since: int, timeout: float = 10.0) -> str | None:
+        """First log line written after `since` (a `log_mark()` taken before the request whose line is wanted;
+        0 only for a process started for this check) satisfying `predicate`, polling until `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
-            for line in self.log_text().splitlines():
+            for line in self.log_text(since).splitlines():
                 if predicate(line):
                     return line
             if time.monotonic() > deadline:
                 return None
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def request(self, path: str, headers: Sequence[tuple[str, str]] = (), **kw) -> Response:
         return http_request(self.port, path, headers, **kw)
@@ -685,6 +701,29 @@ def jwt_filter_config(keys: dict[str, SigningKey]) -> dict:
     return {"providers": providers, "strip_headers": STRIP_HEADERS, "rules": rules}
 
 
+def reload_filter_config(*jwks: dict, **extra) -> dict:
+    """The config the reload tests replace at run time: one jwt provider `corp` with an inline JWKS of `jwks`,
+    `/healthz` public, everything else requiring `corp`; `extra` adds top-level members (e.g. an unknown one)."""
+    return {
+        "providers": {
+            "corp": {
+                "jwt": {
+                    "issuer": ISSUER,
+                    "audiences": [AUDIENCE],
+                    "keys": {"jwks": {"keys": list(jwks)}},
+                    "headers": {"x-commit-owner": OWNER_TEMPLATE},
+                }
+            }
+        },
+        "strip_headers": STRIP_HEADERS,
+        "rules": [
+            {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
+            {"name": "api", "match": {}, "require": "corp"},
+        ],
+        **extra,
+    }
+
+
 def claims(**overrides) -> dict:
     """Valid claims for the e2e providers; `name=None` drops a claim."""
     now = int(time.time())
@@ -760,14 +799,28 @@ def start_or_fail(envoy: "Envoy") -> "Envoy":
         pytest.fail(str(e), pytrace=False)
 
 
-def wasm_log_lines(envoy: "Envoy", marker: str = "trustgate: ") -> list[str]:
-    """The filter's own log lines (Envoy's wasm log), text from `marker` on, in order."""
+def wasm_log_lines(envoy: "Envoy", marker: str = "trustgate: ", since: int = 0) -> list[str]:
+    """The filter's own log lines (Envoy's wasm log) written after `since` (a `log_mark()`), text from `marker`
+    on, in order."""
     out = []
-    for line in envoy.log_text().splitlines():
+    for line in envoy.log_text(since).splitlines():
         i = line.find(marker)
         if i >= 0:
             out.append(redact(line[i:]))
     return out
+
+
+def holds(predicate: Callable[[], object], for_s: float, interval: float = 0.05) -> bool:
+    """A negative check with a deadline: `predicate` is polled for `for_s` seconds and must stay truthy the
+    whole time; returns False at the first falsy answer (so "nothing else happens" fails as soon as it does,
+    instead of being checked once after a sleep)."""
+    deadline = time.monotonic() + for_s
+    while True:
+        if not predicate():
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(interval)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1):
@@ -954,17 +1007,17 @@ def only_request(upstream: "EchoUpstream") -> "Seen":
     return seen[0]
 
 
-def assert_denied(resp: "Response", upstream: "EchoUpstream", status: int, reason: "str | set[str] | None") -> dict:
-    """A reply from trustgate itself: the status, a JSON body whose `reason` is `reason` (one of a set, or any
-    when None) and matches `x-trustgate-reason`, and nothing at the upstream."""
+def assert_denied(resp: "Response", upstream: "EchoUpstream", status: int, reason: str) -> dict:
+    """A reply from trustgate itself: the status, a JSON body whose `reason` is exactly `reason` (one stable code:
+    a test names the one reason it means, never a set of acceptable ones) and matches `x-trustgate-reason`, and
+    nothing at the upstream."""
     assert resp.status == status, resp.describe()
     assert upstream.seen == [], f"a denied request reached the upstream: {upstream.seen!r}"
     assert (resp.header("content-type") or "").startswith("application/json"), resp.describe()
     body = resp.json()
     assert isinstance(body, dict) and isinstance(body.get("error"), str), resp.describe()
-    if reason is not None:
-        reasons = {reason} if isinstance(reason, str) else reason
-        assert body.get("reason") in reasons, resp.describe()
+    assert isinstance(reason, str), f"assert_denied wants the one reason meant, got {reason!r}"
+    assert body.get("reason") == reason, resp.describe()
     assert resp.header("x-trustgate-reason") == body.get("reason"), resp.describe()
     return body
 
@@ -1162,13 +1215,61 @@ def lds_bootstrap(*, admin_port: int, lds_dir: Path, upstream_port: int, extra_c
 
 
 def write_lds(lds_dir: Path, listeners: Sequence[dict], version: str | None = None) -> None:
-    """Replace `lds_dir/lds.json` atomically (write a temporary file in the same directory, then rename it over
-    the old one: Envoy never reads a half-written file, and the move is what its directory watch sees)."""
-    doc = {
-        "version_info": version or str(time.time_ns()),
-        "resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **l} for l in listeners],
-    }
-    lds_dir = Path(lds_dir)
-    tmp = lds_dir / f".lds.{os.getpid()}.{time.time_ns()}.tmp"
+    """Replace `lds_dir/lds.json` with `listeners` (see `write_xds`)."""
+    write_xds(Path(lds_dir) / "lds.json", "type.googleapis.com/envoy.config.listener.v3.Listener", listeners, version)
+
+
+def write_xds(path: Path, type_url: str, resources: Sequence[dict], version: str | None = None) -> None:
+    """Replace the file-based xDS resource file `path` atomically (write a temporary file in the same directory,
+    then rename it over the old one: Envoy never reads a half-written file, and the move is what its directory
+    watch sees)."""
+    doc = {"version_info": version or str(time.time_ns()), "resources": [{"@type": type_url, **r} for r in resources]}
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.time_ns()}.tmp"
     tmp.write_text(json.dumps(doc, indent=1))
-    os.rename(tmp, lds_dir / "lds.json")
+    os.rename(tmp, path)
+
+
+# ------------------------------------------------------------------------------ ECDS from a file (issue 13)
+# The filter's config delivered on its own (extension config discovery): the listener stays, and every new
+# stream, on new and on existing connections, is served by the latest accepted filter config.
+
+ECDS_FILTER = "trustgate"  # the HTTP filter's name, which is also its ECDS resource name
+WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+
+def ecds_bootstrap(*, listener_port: int, admin_port: int, upstream_port: int, ecds_dir: Path) -> dict:
+    """`gateway_bootstrap` whose trustgate filter comes from `ecds_dir/trustgate.json` (`config_discovery` with a
+    file `path_config_source` and a `watched_directory`): a listener that waits (warms) until the first config is
+    there and is never replaced by a config update. Write the config with `write_ecds`."""
+    boot = gateway_bootstrap(
+        listener_port=listener_port, admin_port=admin_port, upstream_port=upstream_port, filter_config="{}", wasm=Path("/")
+    )
+    boot["node"] = {"id": "trustgate-e2e", "cluster": "trustgate-e2e"}  # required by file-based xDS
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0] = {
+        "name": ECDS_FILTER,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": str(Path(ecds_dir) / f"{ECDS_FILTER}.json"),
+                    "watched_directory": {"path": str(ecds_dir)},
+                },
+            },
+            "type_urls": [WASM_TYPE_URL],
+        },
+    }
+    return boot
+
+
+def write_ecds(ecds_dir: Path, filter_config: dict | str, wasm: Path, version: str | None = None) -> None:
+    """Replace the trustgate filter config of an `ecds_bootstrap` Envoy: the same `envoy.filters.http.wasm` config
+    as every other test (`wasm_http_filter`), as a `TypedExtensionConfig` named `ECDS_FILTER`."""
+    typed = wasm_http_filter(filter_config, wasm)["typed_config"]
+    write_xds(
+        Path(ecds_dir) / f"{ECDS_FILTER}.json",
+        "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        [{"name": ECDS_FILTER, "typed_config": typed}],
+        version,
+    )

@@ -1,21 +1,71 @@
 //! A proxy-wasm HTTP filter that does nothing: every request continues untouched.
 //! `make bench` runs it to measure what the proxy-wasm ABI and V8 cost on their own.
+//!
+//! With a plugin configuration `"<host call> <n> [<hex argument>]"` it makes that one host call `n` times per
+//! request and nothing else: `make bench-hostcalls` (bench/bench.py --hostcalls) measures each call's cost as
+//! the difference to the plain no-op filter. Calls: `get_header_map_pairs` (the whole request header map),
+//! `get_header_map_value` (`authorization`), `remove_header_map_value` (an absent header), `add_header_map_value`,
+//! `increment_metric`, `get_current_time_nanoseconds`, `verify_signature` (Envoy's foreign function, with the
+//! hex-encoded `VerifySignatureArguments` protobuf as the argument). Without a configuration: the plain no-op.
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot { call: None }) });
 }}
 
-struct NoopRoot;
+/// One host call, made `times` times per request.
+struct Call {
+    kind: Kind,
+    times: u32,
+}
+
+enum Kind {
+    HeaderMapPairs,
+    HeaderMapValue,
+    RemoveHeader,
+    AddHeader,
+    IncrementMetric(u32),
+    CurrentTime,
+    VerifySignature(Vec<u8>),
+}
+
+struct NoopRoot {
+    call: Option<Rc<Call>>,
+}
 
 impl Context for NoopRoot {}
 
 impl RootContext for NoopRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = self.get_plugin_configuration() else {
+            return true; // the plain no-op filter
+        };
+        let text = String::from_utf8_lossy(&config).into_owned();
+        match parse(&text) {
+            Some(call) => {
+                self.call = Some(Rc::new(call));
+                true
+            }
+            None => {
+                proxy_wasm::hostcalls::log(
+                    LogLevel::Error,
+                    &format!("bench-noop: bad configuration {text:?}"),
+                )
+                .ok();
+                false
+            }
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Noop))
+        Some(Box::new(Noop {
+            call: self.call.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -23,12 +73,72 @@ impl RootContext for NoopRoot {
     }
 }
 
-struct Noop;
+fn parse(text: &str) -> Option<Call> {
+    let mut words = text.split_whitespace();
+    let name = words.next()?;
+    let times = words.next()?.parse().ok()?;
+    let kind = match name {
+        "get_header_map_pairs" => Kind::HeaderMapPairs,
+        "get_header_map_value" => Kind::HeaderMapValue,
+        "remove_header_map_value" => Kind::RemoveHeader,
+        "add_header_map_value" => Kind::AddHeader,
+        "increment_metric" => {
+            Kind::IncrementMetric(hostcalls::define_metric(MetricType::Counter, "bench_noop").ok()?)
+        }
+        "get_current_time_nanoseconds" => Kind::CurrentTime,
+        "verify_signature" => {
+            // The argument must verify (VerifySignatureResult { result: true }, field 1 = 1): else the config is
+            // refused and the bench case fails, instead of timing an error path.
+            let arg = hex(words.next()?)?;
+            let result =
+                hostcalls::call_foreign_function("verify_signature", Some(&arg)).ok()??;
+            if !result.starts_with(&[0x08, 0x01]) {
+                return None;
+            }
+            Kind::VerifySignature(arg)
+        }
+        _ => return None,
+    };
+    Some(Call { kind, times })
+}
+
+fn hex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
+}
+
+struct Noop {
+    call: Option<Rc<Call>>,
+}
 
 impl Context for Noop {}
 
 impl HttpContext for Noop {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(call) = &self.call else {
+            return Action::Continue;
+        };
+        let h = MapType::HttpRequestHeaders;
+        for _ in 0..call.times {
+            // Results are dropped: only the call's cost is measured.
+            match &call.kind {
+                Kind::HeaderMapPairs => drop(hostcalls::get_map(h)),
+                Kind::HeaderMapValue => drop(hostcalls::get_map_value(h, "authorization")),
+                Kind::RemoveHeader => drop(hostcalls::set_map_value(h, "x-bench-absent", None)),
+                Kind::AddHeader => drop(hostcalls::add_map_value(h, "x-bench-added", "1")),
+                Kind::IncrementMetric(id) => drop(hostcalls::increment_metric(*id, 1)),
+                Kind::CurrentTime => drop(hostcalls::get_current_time()),
+                Kind::VerifySignature(arg) => drop(hostcalls::call_foreign_function(
+                    "verify_signature",
+                    Some(arg),
+                )),
+            }
+        }
         Action::Continue
     }
 }
