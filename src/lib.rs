@@ -8,6 +8,7 @@
 //! - [`rules`]: path normalization, host/path/method matching.
 //! - [`extract`]: finding a provider's credential (header, query, cookie) and removing it.
 //! - [`jwt`]: JWS compact parsing and claim checks; [`jwk`]: JWK / JWK Set decoding.
+//! - [`jws_algs`]: jwt-compact's `Algorithm` over [`crypto::verify`] (host offload, Ed25519 tables).
 //! - [`jwks_cache`]: remote key sets (shared record, lease, TTL, backoff, OIDC discovery).
 //! - [`hmac_auth`]: gatekeeper `Authorization: HMAC` signed requests.
 //! - [`signet`]: Signet proofs of possession (Ed25519 master → ephemeral key).
@@ -43,6 +44,7 @@ pub mod hmac_auth;
 pub mod httpsig;
 pub mod jwk;
 pub mod jwks_cache;
+pub mod jws_algs;
 pub mod jwt;
 pub mod replay;
 pub mod request;
