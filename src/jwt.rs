@@ -17,7 +17,7 @@
 //! | a part not strict base64url (padding, other alphabet, non-canonical end) | `Malformed` | `UntrustedToken` (base64ct); the payload again in `decode_object` |
 //! | header not a JSON object, `alg` absent or not a string | `Malformed` | `UntrustedToken` (its typed header) |
 //! | duplicate header member | `Malformed` | `UntrustedToken` for registered names (serde refuses a duplicate field), `StrictObject` for the rest |
-//! | `kid` not a string | `Malformed` | `UntrustedToken`; `kid: null`, which the crate reads as absent, by [`UntrustedJwt::parse`] |
+//! | `kid` not a string | `Malformed` | `UntrustedToken`; `kid: null`, which the crate reads as absent, by [`UntrustedJwt::parse`] (`names_kid`) |
 //! | `crit` present (RFC 7515 §4.1.11; also refuses `b64: false`) | `Malformed` | [`UntrustedJwt::parse`], on the header's other members |
 //! | payload not a JSON object, duplicate claim | `Malformed` | `decode_object` (`StrictObject`) |
 //! | `iss`/`sub`/`jti` not strings, `aud` not a string or array of strings, `exp`/`nbf`/`iat` not numbers in `[0, 9999-12-31]` | `Malformed` | `check_registered_claims` |
@@ -52,6 +52,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
+use std::rc::Rc;
 
 /// Largest token accepted (bytes of the compact form).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -101,10 +102,14 @@ impl<'de> Deserialize<'de> for StrictObject {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictObject, A::Error> {
                 let mut out = Map::new();
                 while let Some((k, v)) = m.next_entry::<String, Value>()? {
-                    if out.contains_key(&k) {
-                        return Err(serde::de::Error::custom("duplicate member"));
+                    match out.entry(k) {
+                        serde_json::map::Entry::Vacant(slot) => {
+                            slot.insert(v);
+                        }
+                        serde_json::map::Entry::Occupied(_) => {
+                            return Err(serde::de::Error::custom("duplicate member"))
+                        }
                     }
-                    out.insert(k, v);
                 }
                 Ok(StrictObject(out))
             }
@@ -120,12 +125,23 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, JwtError> {
         .map_err(|_| JwtError::Malformed)
 }
 
+/// True when a header (already parsed by jwt-compact, which found no `kid`) has a `kid` member all the same:
+/// `"kid": null`. The JSON is parsed again only when its text could name `kid` (the three letters, or an escape).
+fn names_kid(header_part: &str) -> Result<bool, JwtError> {
+    let bytes = b64::url_decode(header_part).ok_or(JwtError::Malformed)?;
+    if !bytes.windows(3).any(|w| w == b"kid") && !bytes.contains(&b'\\') {
+        return Ok(false);
+    }
+    Ok(decode_object(header_part)?.contains_key("kid"))
+}
+
 /// A parsed, unverified token. Nothing in it may be trusted.
 #[derive(Debug)]
 pub struct UntrustedJwt<'t> {
     token: UntrustedToken<'t, StrictObject>,
     signing_input: &'t str,
-    claims: Map<String, Value>,
+    /// Shared with the [`VerifiedJwt`] made from it: verifying does not copy the claims.
+    claims: Rc<Map<String, Value>>,
 }
 
 impl<'t> UntrustedJwt<'t> {
@@ -148,7 +164,7 @@ impl<'t> UntrustedJwt<'t> {
         let (header_part, payload_part) =
             signing_input.split_once('.').ok_or(JwtError::Malformed)?;
         // serde reads `"kid": null` as no `kid`; it is malformed, as any other non-string `kid`.
-        if header.key_id.is_none() && decode_object(header_part)?.contains_key("kid") {
+        if header.key_id.is_none() && names_kid(header_part)? {
             return Err(JwtError::Malformed);
         }
         let claims = decode_object(payload_part)?;
@@ -156,7 +172,7 @@ impl<'t> UntrustedJwt<'t> {
         Ok(UntrustedJwt {
             token: parsed,
             signing_input,
-            claims,
+            claims: Rc::new(claims),
         })
     }
 
@@ -174,7 +190,7 @@ impl<'t> UntrustedJwt<'t> {
 /// A token whose signature and claims passed a provider's [`JwtRules`].
 #[derive(Debug, Clone)]
 pub struct VerifiedJwt {
-    claims: Map<String, Value>,
+    claims: Rc<Map<String, Value>>,
     alg: Alg,
     exp: Option<i64>,
 }
@@ -258,7 +274,7 @@ impl JwtRules {
         let (alg, exp) = self.check_claims(token.alg(), &token.claims, now)?;
         verify_signature(token, alg, keys)?;
         Ok(VerifiedJwt {
-            claims: token.claims.clone(),
+            claims: Rc::clone(&token.claims),
             alg,
             exp,
         })
@@ -405,6 +421,7 @@ mod tests {
             r#"{"alg":"ES256","kid":"a","kid":"b"}"#,
             r#"{"alg":"ES256","x":1,"x":2}"#,
             r#"{"alg":"ES256","kid":null}"#,
+            r#"{"alg":"ES256","k\u0069d":null}"#,
             r#"{"alg":"ES256","kid":7}"#,
             r#"{"alg":"ES256","crit":["exp"]}"#,
             r#"{"alg":"ES256","b64":false,"crit":["b64"]}"#,
