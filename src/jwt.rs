@@ -34,6 +34,12 @@
 //!   `Content` (two trees per token) and keeps the last of duplicate names unless `T` refuses them. So the
 //!   payload is decoded once more here, by `StrictObject`, and the time checks run on it at the injected
 //!   `now` (no `TimeOptions`, no `clock` feature): measured in V8 the extra base64 pass is under 1 µs per token.
+//!
+//! Cost (V8, `examples/decide_cost.rs`, `parse token <alg>`, min of 7 runs on a shared machine): parsing a new
+//! token went from 4.4–6.5 µs to 8.1–12.5 µs. The difference is jwt-compact's parser: constant-time base64
+//! (base64ct) of all three parts, the payload among them although the claims are read from our own decode, and a
+//! header typed through two `serde(flatten)` layers with owned strings. Against a signature check (EdDSA ~60–240
+//! µs, RSA/ECDSA through the host or far more in pure Rust) it is noise; for HS256 (~9–13 µs a decision) it is not.
 //! - The token size limit, `crit`, and `kid: null` (serde reads a `null` `Option` as absent): checks the crate
 //!   does not make, made around it.
 //! - jwt-compact's `Validator` is not used: it would deserialize `Claims<T>` again; the alg pinning it does
