@@ -1,4 +1,5 @@
-//! Per-decision cost of the same-token path (a verified-token cache hit) and its parts, natively or in V8:
+//! Per-decision cost of the same-token path (a verified-token cache hit) and its parts, and of the new-token
+//! path per algorithm (`decide new token ES256`, ...), natively or in V8:
 //!
 //! ```sh
 //! cargo run --release --example decide_cost
@@ -17,7 +18,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use p256::ecdsa::signature::Signer as _;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Instant;
 use trustgate::engine::{decide, Caches, NoRemoteKeys};
 use trustgate::request::RequestView;
@@ -42,6 +43,18 @@ fn time<F: FnMut()>(label: &str, n: u32, mut f: F) {
     );
 }
 
+/// `GET bench.local/api/bench` with these headers and an empty body.
+fn bench_request(headers: &[(String, String)]) -> RequestView<'_> {
+    RequestView {
+        method: "GET",
+        path: "/api/bench",
+        authority: "bench.local",
+        headers,
+        body: Some(b""),
+        peer: None,
+    }
+}
+
 fn main() {
     let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
     let p = sk.verifying_key().to_encoded_point(false);
@@ -60,14 +73,7 @@ fn main() {
     let headers: Vec<(String, String)> = vec![("authorization".into(), auth.clone())];
     let caches = Caches::default();
     let store = MemoryStore::default();
-    let view = RequestView {
-        method: "GET",
-        path: "/api/bench",
-        authority: "bench.local",
-        headers: &headers,
-        body: Some(b""),
-        peer: None,
-    };
+    let view = bench_request(&headers);
     let n = 100_000;
     time("decide same token", n, || {
         let _ = decide(&policy, &view, now, &NoRemoteKeys, &store, &caches);
@@ -115,4 +121,102 @@ fn main() {
         ];
         std::hint::black_box(v);
     });
+    new_token_cases();
+}
+
+const RSA_PEM: &str = include_str!("../tests/data/rsa2048.TEST-ONLY.key.pem");
+
+/// The new-token path (a verified-token cache miss: parse, claims, key, signature) for ES256, RS256, EdDSA and
+/// HS256. Each decision gets fresh caches ("fresh caches" times that part alone). In V8 there is no host
+/// verifier, so RSA and ECDSA take the pure-Rust path.
+fn new_token_cases() {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let now = 1_800_000_000i64;
+    let es = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let ep = es.verifying_key().to_encoded_point(false);
+    let ed = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let rsa_key = rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM).unwrap();
+    let secret = b"a-shared-secret-of-32-bytes-long";
+    type Sign<'a> = Box<dyn Fn(&[u8]) -> Vec<u8> + 'a>;
+    let cases: Vec<(&str, Value, Sign)> = vec![
+        (
+            "ES256",
+            json!({"kty": "EC", "crv": "P-256", "kid": "k", "x": B64.encode(ep.x().unwrap()), "y": B64.encode(ep.y().unwrap())}),
+            Box::new(|m: &[u8]| {
+                use p256::ecdsa::signature::Signer as _;
+                let s: p256::ecdsa::Signature = es.sign(m);
+                s.to_bytes().to_vec()
+            }),
+        ),
+        (
+            "RS256",
+            json!({"kty": "RSA", "kid": "k", "n": B64.encode(rsa_key.n().to_bytes_be()), "e": B64.encode(rsa_key.e().to_bytes_be())}),
+            Box::new(|m: &[u8]| {
+                use rsa::signature::{SignatureEncoding as _, Signer as _};
+                rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa_key.clone())
+                    .sign(m)
+                    .to_vec()
+            }),
+        ),
+        (
+            "EdDSA",
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": B64.encode(ed.verifying_key().as_bytes())}),
+            Box::new(|m: &[u8]| {
+                use ed25519_dalek::Signer as _;
+                ed.sign(m).to_bytes().to_vec()
+            }),
+        ),
+        (
+            "HS256",
+            json!({"kty": "oct", "kid": "k", "k": B64.encode(secret)}),
+            Box::new(|m: &[u8]| {
+                use hmac::Mac as _;
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+                mac.update(m);
+                mac.finalize().into_bytes().to_vec()
+            }),
+        ),
+    ];
+    let store = MemoryStore::default();
+    time("fresh caches", 20_000, || {
+        std::hint::black_box(Caches::default());
+    });
+    for (alg, jwk, sign) in cases {
+        let cfg = json!({"providers": {"corp": {"jwt": {"issuer": "https://idp.bench.local/", "audiences": ["trustgate-bench"],
+            "algorithms": [alg], "keys": {"jwks": {"keys": [jwk]}}, "headers": {"x-commit-owner": "human:${claims.sub}"}}}},
+            "strip_headers": ["x-commit-owner"],
+            "rules": [{"name": "api", "match": {}, "require": "corp"}]});
+        let policy = trustgate::policy::config::compile(cfg.to_string().as_bytes()).unwrap();
+        let input = format!("{}.{}", B64.encode(json!({"alg": alg, "kid": "k", "typ": "JWT"}).to_string()),
+            B64.encode(json!({"iss": "https://idp.bench.local/", "sub": "user-0", "aud": "trustgate-bench", "exp": now + 3600,
+                "iat": now, "jti": "bench-0", "email": "user-0@bench.local", "roles": ["a", "b"]}).to_string()));
+        let tok = format!("{input}.{}", B64.encode(sign(input.as_bytes())));
+        let headers: Vec<(String, String)> =
+            vec![("authorization".into(), format!("Bearer {tok}"))];
+        let view = bench_request(&headers);
+        let decide_new = || {
+            decide(
+                &policy,
+                &view,
+                now,
+                &NoRemoteKeys,
+                &store,
+                &Caches::default(),
+            )
+        };
+        let d = decide_new();
+        assert!(format!("{d:?}").contains("Allow"), "{alg}: {d:?}");
+        let n = match alg {
+            "ES256" | "RS256" => 300,
+            "EdDSA" => 3_000,
+            _ => 30_000,
+        };
+        time(&format!("decide new token {alg}"), n, || {
+            let _ = std::hint::black_box(decide_new());
+        });
+        time(&format!("parse token {alg}"), 50_000, || {
+            let _ = std::hint::black_box(trustgate::formats::jwt::UntrustedJwt::parse(&tok));
+        });
+    }
 }

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod gatekeeper;
 pub mod httpsig;
 pub mod jwk;
+pub mod jws_algs;
 pub mod jwt;
 pub mod sfv;
 pub mod signet;

@@ -8,13 +8,15 @@
 
 use crate::CliError;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use jwt_compact::jwk::JsonWebKey;
 use rand_core::{OsRng, RngCore as _};
 use rsa::pkcs1::DecodeRsaPrivateKey as _;
 use rsa::pkcs8::LineEnding;
 use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
 use rsa::traits::PublicKeyParts as _;
-use serde_json::{json, Map, Value};
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use serde_json::{json, Value};
+use sha2::{Sha256, Sha384, Sha512};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use trustgate::formats::b64;
 use trustgate::formats::crypto::{self, Alg, VerifyKey, RSA_MAX_BITS, RSA_MIN_BITS};
@@ -302,44 +304,42 @@ pub fn public_pem(key: &VerifyKey) -> Result<String, CliError> {
     pem.map_err(|e| failure(format!("cannot encode the public key: {e}")))
 }
 
-/// The required public members of a key's JWK (RFC 7638 §3.2), in lexicographic order.
-fn required_members(key: &VerifyKey) -> Result<Vec<(&'static str, String)>, CliError> {
-    let e = b64::url_encode;
+/// The public key as jwt-compact's [`JsonWebKey`]: its required members (RFC 7638 §3.2), nothing private.
+fn jwk_of(key: &VerifyKey) -> Result<JsonWebKey<'static>, CliError> {
+    fn ec(
+        curve: &'static str,
+        x: Option<&[u8]>,
+        y: Option<&[u8]>,
+    ) -> Result<JsonWebKey<'static>, CliError> {
+        let (Some(x), Some(y)) = (x, y) else {
+            return Err(failure(format!("{curve} key: no affine coordinates")));
+        };
+        Ok(JsonWebKey::EllipticCurve {
+            curve: Cow::Borrowed(curve),
+            x: Cow::Owned(x.to_vec()),
+            y: Cow::Owned(y.to_vec()),
+            secret: None,
+        })
+    }
     Ok(match key {
-        VerifyKey::Rsa(k) => vec![
-            ("e", e(&k.e().to_bytes_be())),
-            ("kty", "RSA".into()),
-            ("n", e(&k.n().to_bytes_be())),
-        ],
+        VerifyKey::Rsa(k) => JsonWebKey::Rsa {
+            modulus: Cow::Owned(k.n().to_bytes_be()),
+            public_exponent: Cow::Owned(k.e().to_bytes_be()),
+            private_parts: None,
+        },
         VerifyKey::P256(k) => {
             let p = k.to_encoded_point(false);
-            let (Some(x), Some(y)) = (p.x(), p.y()) else {
-                return Err(failure("P-256 key: no affine coordinates"));
-            };
-            vec![
-                ("crv", "P-256".into()),
-                ("kty", "EC".into()),
-                ("x", e(x)),
-                ("y", e(y)),
-            ]
+            ec("P-256", p.x().map(AsRef::as_ref), p.y().map(AsRef::as_ref))?
         }
         VerifyKey::P384(k) => {
             let p = k.to_encoded_point(false);
-            let (Some(x), Some(y)) = (p.x(), p.y()) else {
-                return Err(failure("P-384 key: no affine coordinates"));
-            };
-            vec![
-                ("crv", "P-384".into()),
-                ("kty", "EC".into()),
-                ("x", e(x)),
-                ("y", e(y)),
-            ]
+            ec("P-384", p.x().map(AsRef::as_ref), p.y().map(AsRef::as_ref))?
         }
-        VerifyKey::Ed25519(k) => vec![
-            ("crv", "Ed25519".into()),
-            ("kty", "OKP".into()),
-            ("x", e(k.verifying_key().as_bytes())),
-        ],
+        VerifyKey::Ed25519(k) => JsonWebKey::KeyPair {
+            curve: Cow::Borrowed("Ed25519"),
+            x: Cow::Owned(k.verifying_key().as_bytes().to_vec()),
+            secret: None,
+        },
         VerifyKey::Secret(_) => {
             return Err(failure(
                 "a shared secret is not published in a JWKS (it would give the secret away)",
@@ -350,21 +350,16 @@ fn required_members(key: &VerifyKey) -> Result<Vec<(&'static str, String)>, CliE
 
 /// The RFC 7638 JWK thumbprint (SHA-256, base64url): the default `kid` everywhere in the CLI.
 pub fn thumbprint(key: &VerifyKey) -> Result<String, CliError> {
-    // Members are base64url text or fixed names: no JSON escaping is ever needed.
-    let canonical = required_members(key)?
-        .iter()
-        .map(|(k, v)| format!("\"{k}\":\"{v}\""))
-        .collect::<Vec<_>>()
-        .join(",");
-    Ok(b64::url_encode(&Sha256::digest(format!("{{{canonical}}}"))))
+    Ok(b64::url_encode(&jwk_of(key)?.thumbprint::<Sha256>()))
 }
 
 /// A public JWK with `kid`, `use: sig` and, when given, the one `alg` it may verify.
 pub fn public_jwk(key: &VerifyKey, kid: &str, alg: Option<Alg>) -> Result<Value, CliError> {
-    let mut m = Map::new();
-    for (k, v) in required_members(key)? {
-        m.insert(k.into(), Value::String(v));
-    }
+    let Value::Object(mut m) = serde_json::to_value(jwk_of(key)?)
+        .map_err(|e| failure(format!("cannot encode the JWK: {e}")))?
+    else {
+        return Err(failure("a JWK is not a JSON object"));
+    };
     m.insert("kid".into(), json!(kid));
     m.insert("use".into(), json!("sig"));
     if let Some(alg) = alg {

@@ -1,19 +1,21 @@
 //! `trustgate sign jwt`: a compact JWS ([RFC 7515](https://www.rfc-editor.org/rfc/rfc7515)) with the claims
 //! asked for, signed with a private key PEM or an HMAC secret. The token is parsed and its signature verified
 //! by the library's [`trustgate::formats::jwt`] before it is printed, so a claim of the wrong type (which the filter
-//! would refuse as `malformed`) is caught here.
+//! would refuse as `malformed`) is caught here. The token is put together and signed by jwt-compact
+//! (`AlgorithmExt::token`) through the library's [`JwsAlgorithm`].
 
 use crate::keys::{self, PrivateKey};
 use crate::{CliError, Output};
 use clap::Args;
 use hmac::{Mac as _, SimpleHmac};
+use jwt_compact::{AlgorithmExt as _, Claims, Header};
 use serde_json::{json, Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 use std::path::PathBuf;
 use trustgate::decision::Reason;
-use trustgate::formats::b64;
 use trustgate::formats::crypto::{Alg, VerifyKey};
 use trustgate::formats::jwk::Jwk;
+use trustgate::formats::jws_algs::{JwsAlgorithm, SignWith};
 use trustgate::formats::jwt::{JwtRules, UntrustedJwt};
 
 #[derive(Args)]
@@ -144,6 +146,18 @@ enum Signer {
     Secret(zeroize::Zeroizing<String>),
 }
 
+/// jwt-compact signs through this (`AlgorithmExt::token`). The algorithm was checked to fit the key before, so
+/// a failure here is a key the crates cannot use: the empty signature it gives is caught by [`check`].
+impl SignWith for Signer {
+    fn sign_jws(&self, alg: Alg, msg: &[u8]) -> Vec<u8> {
+        match self {
+            Signer::Key(k) => k.sign(alg, msg),
+            Signer::Secret(s) => hmac_tag(alg, s.as_bytes(), msg),
+        }
+        .unwrap_or_default()
+    }
+}
+
 fn hmac_tag(alg: Alg, secret: &[u8], msg: &[u8]) -> Result<Vec<u8>, CliError> {
     fn tag<D>(secret: &[u8], msg: &[u8]) -> Option<Vec<u8>>
     where
@@ -225,24 +239,14 @@ pub fn run(a: &SignJwtArgs) -> Output {
         Some(t) => t,
         None => crate::now()?,
     };
-    let claims = claims(a, now)?;
-    let mut header = Map::new();
-    header.insert("alg".into(), json!(alg.name()));
-    header.insert("typ".into(), json!("JWT"));
+    let claims = Claims::new(claims(a, now)?);
+    let mut header = Header::empty().with_token_type("JWT");
     if let Some(kid) = &kid {
-        header.insert("kid".into(), json!(kid));
+        header = header.with_key_id(kid.as_str());
     }
-    let enc = |m: &Map<String, Value>| {
-        serde_json::to_vec(m)
-            .map(|v| b64::url_encode(&v))
-            .map_err(|e| CliError::Failure(format!("cannot encode JSON: {e}")))
-    };
-    let signing_input = format!("{}.{}", enc(&header)?, enc(&claims)?);
-    let sig = match &signer {
-        Signer::Key(k) => k.sign(alg, signing_input.as_bytes())?,
-        Signer::Secret(s) => hmac_tag(alg, s.as_bytes(), signing_input.as_bytes())?,
-    };
-    let token = format!("{signing_input}.{}", b64::url_encode(&sig));
+    let token = JwsAlgorithm::<Signer>::new(alg)
+        .token(&header, &claims, &signer)
+        .map_err(|e| CliError::Failure(format!("cannot encode the token: {e}")))?;
     check(&token, alg, kid, public)?;
     Ok(token)
 }
@@ -288,6 +292,7 @@ fn check(token: &str, alg: Alg, kid: Option<String>, key: VerifyKey) -> Result<(
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use trustgate::formats::b64;
 
     #[derive(clap::Parser)]
     struct T {
