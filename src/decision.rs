@@ -68,11 +68,15 @@ pub enum Reason {
     /// The verified client certificate is not one the `mtls` provider accepts (SAN or CN constraint, or a
     /// subject without exactly one CN where the CN is needed).
     CertNotAllowed,
+    /// The rule issues an identity assertion and the satisfied provider gave no subject (`sub`).
+    NoSubject,
+    /// The assertion could not be issued (no randomness for its `jti`): fail closed.
+    AssertionUnavailable,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 35] = [
+    pub const ALL: [Reason; 37] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -108,6 +112,8 @@ impl Reason {
         Reason::TagMismatch,
         Reason::DigestMismatch,
         Reason::CertNotAllowed,
+        Reason::NoSubject,
+        Reason::AssertionUnavailable,
     ];
 
     /// The stable reason code.
@@ -148,6 +154,8 @@ impl Reason {
             Reason::TagMismatch => "tag_mismatch",
             Reason::DigestMismatch => "digest_mismatch",
             Reason::CertNotAllowed => "certificate_not_allowed",
+            Reason::NoSubject => "no_subject",
+            Reason::AssertionUnavailable => "assertion_unavailable",
         }
     }
 
@@ -155,8 +163,12 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::AmbiguousPath => 400,
-            Reason::KeysUnavailable | Reason::ReplayStoreUnavailable | Reason::BodyRequired => 503,
+            Reason::KeysUnavailable
+            | Reason::ReplayStoreUnavailable
+            | Reason::BodyRequired
+            | Reason::AssertionUnavailable => 503,
             Reason::UnsafeClaim
+            | Reason::NoSubject
             | Reason::NoRule
             | Reason::ClientSuspended
             | Reason::ClientRevoked
@@ -175,9 +187,10 @@ impl Reason {
         match self {
             Reason::Missing => "unauthorized",
             Reason::AmbiguousPath => "invalid_request",
-            Reason::KeysUnavailable | Reason::ReplayStoreUnavailable | Reason::BodyRequired => {
-                "temporarily_unavailable"
-            }
+            Reason::KeysUnavailable
+            | Reason::ReplayStoreUnavailable
+            | Reason::BodyRequired
+            | Reason::AssertionUnavailable => "temporarily_unavailable",
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "payload_too_large",
             r if r.status() == 403 => "forbidden",
@@ -307,6 +320,17 @@ impl Deny {
 pub enum Decision {
     Allow(Allow),
     Deny(Deny),
+    /// Answered by the proxy itself, whatever the rules say (the assertion JWKS).
+    Respond(Respond),
+}
+
+/// A local 200 response: a JSON document the proxy publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    /// The body; `None` for `HEAD`.
+    pub body: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: &'static str,
 }
 
 #[cfg(test)]

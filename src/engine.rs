@@ -4,24 +4,32 @@
 //! The engine walks; it does not know how a credential is checked. Each provider of the tree is checked by
 //! its kind's module through [`crate::providers::Provider::check`].
 //!
+//! A policy with an `assertion` block also answers `GET <jwks_path>` itself, and on an allowed `require` rule
+//! signs the identity assertion over the claims the satisfied providers mapped ([`assert_identity`]).
+//!
 //! The strip list ([`Policy::strip`]) is not part of the decision: the host removes those headers from every
 //! request before calling [`decide`], whatever the outcome.
 
-use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Scheme};
-use crate::policy::config::{Action, Policy, Requirement};
+use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Respond, Scheme};
+use crate::policy::assertion::Assertion;
+use crate::policy::config::{Action, Policy, Requirement, Rule};
 use crate::policy::rules::{normalize_path, other_readings};
 use crate::providers::Cx;
 use crate::request::RequestView;
+use crate::state::assertion_cache::new_jti;
 use crate::state::jwks_cache::SharedStore;
+use serde_json::{Map, Value};
 
 // What the host hands every check; defined beside the checks that read them.
 pub use crate::providers::{Caches, KeyLookup, NoRemoteKeys};
 
-/// A satisfied requirement: identity headers and credential removals.
+/// A satisfied requirement: identity headers and credential removals, and the assertion claims its providers
+/// mapped (in an `all`, the first provider that gives a claim a value wins).
 #[derive(Debug, Default)]
 struct Granted {
     providers: Vec<usize>,
     ops: Vec<HeaderOp>,
+    claims: Map<String, Value>,
 }
 
 /// An unsatisfied requirement.
@@ -47,6 +55,13 @@ pub fn decide(
     let Ok((path, others)) = readings else {
         return deny(Reason::AmbiguousPath, None, None, Vec::new(), None);
     };
+    if let Some(served) = policy
+        .assertion
+        .as_ref()
+        .and_then(|a| jwks(a, req.method, &path))
+    {
+        return served;
+    }
     let rule_for = |path: &str| {
         policy
             .rules
@@ -92,9 +107,18 @@ pub fn decide(
         keys,
         store,
         caches,
+        assertion: policy.assertion.as_ref(),
     };
     match satisfy(policy, &cx, requirement) {
         Ok(mut g) => {
+            if let Some(a) = &policy.assertion {
+                match assert_identity(policy, a, rule, &g, now, caches) {
+                    Ok(op) => g.ops.push(op),
+                    Err(reason) => {
+                        return deny(reason, Some(rule.name.clone()), None, Vec::new(), None)
+                    }
+                }
+            }
             g.ops.extend(upstream);
             allow(
                 g.providers
@@ -104,28 +128,74 @@ pub fn decide(
                 g.ops,
             )
         }
-        Err(r) => {
-            let mut schemes: Vec<Scheme> = requirement
-                .providers()
-                .iter()
-                .filter_map(|&i| policy.providers.get(i))
-                .filter_map(|p| p.kind.scheme())
-                .collect();
-            schemes.sort();
-            schemes.dedup();
-            let provider = r
-                .provider
-                .and_then(|i| policy.providers.get(i))
-                .map(|p| p.name.clone());
-            deny(
-                r.reason,
-                Some(rule.name.clone()),
-                provider,
-                schemes,
-                r.retry_after,
-            )
-        }
+        Err(r) => refused(policy, rule, requirement, r),
     }
+}
+
+/// The denial for an unsatisfied rule: the reason, and the challenges of every scheme the rule accepts.
+fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) -> Decision {
+    let mut schemes: Vec<Scheme> = requirement
+        .providers()
+        .iter()
+        .filter_map(|&i| policy.providers.get(i))
+        .filter_map(|p| p.kind.scheme())
+        .collect();
+    schemes.sort();
+    schemes.dedup();
+    let provider = r
+        .provider
+        .and_then(|i| policy.providers.get(i))
+        .map(|p| p.name.clone());
+    deny(
+        r.reason,
+        Some(rule.name.clone()),
+        provider,
+        schemes,
+        r.retry_after,
+    )
+}
+
+/// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule.
+fn jwks(a: &Assertion, method: &str, path: &str) -> Option<Decision> {
+    let head = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return None,
+    };
+    (path == a.jwks_path).then(|| {
+        Decision::Respond(Respond {
+            body: (!head).then(|| a.jwks_body.clone()),
+            cache_control: "public, max-age=300",
+        })
+    })
+}
+
+/// The assertion header for a satisfied rule: reused from the per-VM cache while fresh (same audience,
+/// providers and claims), else signed now with a random `jti`.
+fn assert_identity(
+    policy: &Policy,
+    a: &Assertion,
+    rule: &Rule,
+    g: &Granted,
+    now: i64,
+    caches: &Caches,
+) -> Result<HeaderOp, Reason> {
+    let aud = rule.assertion_audience.as_deref().unwrap_or(&a.audience);
+    if !matches!(g.claims.get("sub"), Some(Value::String(s)) if !s.is_empty()) {
+        return Err(Reason::NoSubject);
+    }
+    let mut key = String::from(aud);
+    for p in g.providers.iter().filter_map(|&i| policy.providers.get(i)) {
+        key.push('\n');
+        key.push_str(&p.name);
+    }
+    key.push('\n');
+    key.push_str(&Value::Object(g.claims.clone()).to_string());
+    let jws = caches.assertions.get_or_issue(key, now, a.ttl_s, || {
+        let jti = new_jti().ok_or(Reason::AssertionUnavailable)?;
+        a.issue(aud, &g.claims, now, &jti)
+    })?;
+    Ok(HeaderOp::Set(a.header.clone(), jws))
 }
 
 fn deny(
@@ -155,15 +225,16 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
                 retry_after: None,
             })?;
             p.check(*i, cx)
-                .map(|mut ops| {
-                    ops.extend(
+                .map(|mut g| {
+                    g.ops.extend(
                         p.upstream
                             .iter()
                             .map(|(n, v)| HeaderOp::Set(n.clone(), v.expose().to_owned())),
                     );
                     Granted {
                         providers: vec![*i],
-                        ops,
+                        ops: g.ops,
+                        claims: g.claims.into_iter().collect(),
                     }
                 })
                 .map_err(|f| Refused {
@@ -207,6 +278,9 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
                 let g = satisfy(policy, cx, s)?;
                 all.providers.extend(g.providers);
                 all.ops.extend(g.ops);
+                for (k, v) in g.claims {
+                    all.claims.entry(k).or_insert(v);
+                }
             }
             Ok(all)
         }

@@ -9,14 +9,16 @@
 //! - [`engine`]: the walk of one request: path → rule → requirement tree → provider checks → identity
 //!   headers → [`decision::Decision`] (reason codes, statuses, challenges).
 //! - [`policy`]: [`policy::config`] (the JSON contract → an immutable [`policy::config::Policy`]),
-//!   [`policy::rules`] (path normalization, host/path/method matching), [`policy::template`] (`${claims.sub}`).
+//!   [`policy::rules`] (path normalization, host/path/method matching), [`policy::template`] (`${claims.sub}`),
+//!   [`policy::assertion`] (the signed identity assertion for the upstream and the JWKS the proxy serves).
 //! - [`providers`]: one module per provider kind (`jwt`, `hmac`, `api_key`, `signet`, `http_signature`,
 //!   `mtls`), each owning its raw config, compile step, request check and template facts, behind the
 //!   [`providers::ProviderKind`] enum; plus credential extraction and the client table they share.
 //! - [`state`]: process state over the shared store: replay nonces and rate counters, the verified-token
-//!   cache, remote key sets (lease, TTL, backoff, OIDC discovery).
+//!   cache, remote key sets (lease, TTL, backoff, OIDC discovery), issued assertions reused while fresh.
 //! - [`formats`]: pure formats and crypto: JWS/JWT (parsed by jwt-compact, its `Algorithm` over our crypto), JWK, RFC 8941 structured fields and RFC 9421 signatures,
-//!   Signet proofs, the gatekeeper HMAC wire format, client certificates, the crypto backends, base64.
+//!   Signet proofs, the gatekeeper HMAC wire format, client certificates, the crypto backends, base64, the
+//!   assertion signing key.
 //! - `bin/trustgate` (native, feature `cli`): the command line (keys, signing, `trust`, config checks).
 #![cfg_attr(not(target_arch = "wasm32"), forbid(unsafe_code))]
 #![cfg_attr(

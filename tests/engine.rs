@@ -124,14 +124,14 @@ impl Fixture {
 fn allowed(d: &Decision) -> &trustgate::decision::Allow {
     match d {
         Decision::Allow(a) => a,
-        Decision::Deny(d) => panic!("expected allow, got {d:?}"),
+        other => panic!("expected allow, got {other:?}"),
     }
 }
 
 fn denied(d: &Decision) -> &trustgate::decision::Deny {
     match d {
         Decision::Deny(d) => d,
-        Decision::Allow(a) => panic!("expected deny, got {a:?}"),
+        other => panic!("expected deny, got {other:?}"),
     }
 }
 

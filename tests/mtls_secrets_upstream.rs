@@ -90,7 +90,7 @@ fn run(p: &Policy, path: &str, headers: &[(&str, &str)], peer: Option<&PeerCert>
 fn ops(d: &Decision) -> Vec<HeaderOp> {
     match d {
         Decision::Allow(a) => a.ops.clone(),
-        Decision::Deny(d) => panic!("expected allow, got {d:?}"),
+        other => panic!("expected allow, got {other:?}"),
     }
 }
 
@@ -101,7 +101,7 @@ fn set(n: &str, v: &str) -> HeaderOp {
 fn denied(d: &Decision) -> (Reason, u16, Vec<String>) {
     match d {
         Decision::Deny(d) => (d.reason, d.status(), d.challenges()),
-        Decision::Allow(a) => panic!("expected deny, got {a:?}"),
+        other => panic!("expected deny, got {other:?}"),
     }
 }
 

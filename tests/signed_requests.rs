@@ -148,7 +148,7 @@ fn sign(
 fn reason(d: &Decision) -> Reason {
     match d {
         Decision::Deny(d) => d.reason,
-        Decision::Allow(a) => panic!("allowed: {a:?}"),
+        other => panic!("not denied: {other:?}"),
     }
 }
 

@@ -12,3 +12,4 @@ pub mod jws_algs;
 pub mod jwt;
 pub mod sfv;
 pub mod signet;
+pub mod signing_key;

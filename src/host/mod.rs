@@ -20,7 +20,7 @@ mod hostcrypto;
 mod remote;
 mod store;
 
-use crate::decision::{Decision, Deny, HeaderOp, Reason};
+use crate::decision::{Decision, Deny, HeaderOp, Reason, Respond};
 use crate::engine::{self, Caches, KeyLookup};
 use crate::formats::cert::PeerCert;
 use crate::formats::jwk::Jwk;
@@ -153,6 +153,7 @@ impl KeyLookup for Lookup<'_> {
 /// What to do with a request after deciding.
 enum Outcome {
     Forward(Vec<HeaderOp>, Vec<String>),
+    Respond(Respond),
     Reply(Deny, Option<i64>),
     Wait(usize, u64),
 }
@@ -194,6 +195,7 @@ impl VmState {
         }
         match decision {
             Decision::Allow(a) => Outcome::Forward(a.ops, a.providers),
+            Decision::Respond(r) => Outcome::Respond(r),
             Decision::Deny(d) => {
                 let r = self.remote_of(d.provider.as_deref());
                 if may_wait && matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
@@ -237,6 +239,7 @@ impl VmState {
                     let _ = hostcalls::resume_http_request();
                 }
             }
+            Outcome::Respond(r) => respond(&r),
             Outcome::Reply(d, retry_after) => {
                 let retry_after = d.retry_after.or(retry_after);
                 let provider = d.provider.clone().unwrap_or_else(|| "none".into());
@@ -469,6 +472,18 @@ fn reply(d: &Deny, retry_after: Option<i64>) {
     }
 }
 
+/// Sends a document the proxy publishes (the assertion JWKS).
+fn respond(r: &Respond) {
+    let headers = vec![
+        ("content-type", "application/json"),
+        ("cache-control", r.cache_control),
+    ];
+    let body = r.body.as_deref().map(str::as_bytes);
+    if hostcalls::send_http_response(200, headers, body).is_err() {
+        log(LogLevel::Error, "trustgate: could not send the local reply");
+    }
+}
+
 /// Writes header operations with as few host calls as each needs: identity headers were stripped, so they
 /// are only added; `:path` has one value and is replaced; others (`cookie` may span lines) are removed, then
 /// added.
@@ -606,7 +621,7 @@ impl Filter {
                 self.awaiting_body = Some(snapshot);
                 Action::Pause
             }
-            reply @ Outcome::Reply(..) => {
+            reply @ (Outcome::Reply(..) | Outcome::Respond(_)) => {
                 st.finish(reply, &snapshot.method);
                 Action::Pause
             }

@@ -6,6 +6,7 @@
 //! expected (`providers.corp.jwt.keys.jwks.keys[0].crv: unsupported curve "P-521", expected P-256 or P-384`).
 //! Unknown fields are refused everywhere except inside JWKs (RFC 7517 asks readers to ignore them).
 
+use crate::policy::assertion::{Assertion, RawAssertion};
 use crate::policy::rules::{normalize_path, HostMatch, Match};
 use crate::policy::template::{Root, Template};
 use crate::providers::{Provider, RawProvider};
@@ -56,6 +57,8 @@ struct RawConfig {
     #[serde(default)]
     strip_headers: Vec<String>,
     rules: Vec<RawRule>,
+    #[serde(default)]
+    assertion: Option<RawAssertion>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +76,8 @@ struct RawRule {
     cors_preflight: Option<String>,
     #[serde(default)]
     upstream_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    assertion_audience: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,6 +110,8 @@ pub struct Policy {
     /// What the host logs once at configure: config that was accepted but not all used (an inline JWKS key
     /// that cannot verify a JWS, with its path, kid and why). Never key material.
     pub warnings: Vec<String>,
+    /// The signed identity assertion issued to the upstream, when configured.
+    pub assertion: Option<Assertion>,
 }
 
 impl Policy {
@@ -165,6 +172,8 @@ pub struct Rule {
     pub cors_preflight: bool,
     /// Lower-case header name → value, written for the upstream once the rule is satisfied.
     pub upstream: Vec<(String, UpstreamValue)>,
+    /// The `aud` of this rule's assertions, when not the policy's `assertion.audience`.
+    pub assertion_audience: Option<String>,
 }
 
 /// What a matching rule demands.
@@ -228,7 +237,8 @@ pub fn compile_with_env(
 }
 
 /// The secret-bearing places where a value may be `{"env": "NAME"}` (`*`: any member or index).
-const ENV_PLACES: [&[&str]; 9] = [
+const ENV_PLACES: [&[&str]; 10] = [
+    &["assertion", "signing_key", "pem"],
     &["providers", "*", "hmac", "clients", "*", "secret"],
     &["providers", "*", "api_key", "clients", "*", "key_sha256"],
     &["providers", "*", "http_signature", "keys", "*", "secret"],
@@ -331,6 +341,11 @@ const RESERVED_HEADERS: [&str; 7] = [
     "authorization",
 ];
 
+/// True for a header a provider or the assertion may never set.
+pub(crate) fn is_reserved_header(lower: &str) -> bool {
+    RESERVED_HEADERS.contains(&lower)
+}
+
 /// A header name at `path`, lower-cased.
 pub(crate) fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
     let lower = name.to_ascii_lowercase();
@@ -346,8 +361,36 @@ pub(crate) fn header_name(path: &str, name: &str) -> Result<String, ConfigError>
 fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     let mut warnings = Vec::new();
     let providers = compile_providers(&raw.providers, &mut warnings)?;
-    let strip = compile_strip(&raw.strip_headers, &providers)?;
+    let assertion = raw
+        .assertion
+        .as_ref()
+        .map(|a| a.compile("assertion"))
+        .transpose()?;
+    let assertion_header = assertion.as_ref().map(|a| a.header.as_str());
+    if let Some(h) = assertion_header {
+        if let Some(p) = providers
+            .iter()
+            .find(|p| p.headers.iter().any(|(n, _)| n == h))
+        {
+            return err(
+                "assertion.header",
+                format!(
+                    "{h} is also written by provider {:?}; choose another header for the assertion",
+                    p.name
+                ),
+            );
+        }
+    }
+    let strip = compile_strip(&raw.strip_headers, &providers, assertion_header)?;
     let rules = compile_rules(&raw.rules, &providers)?;
+    if assertion.is_none() {
+        if let Some(i) = rules.iter().position(|r| r.assertion_audience.is_some()) {
+            return err(
+                format!("rules[{i}].assertion_audience"),
+                "there is no policy-wide \"assertion\" block to issue assertions with; add one or remove this",
+            );
+        }
+    }
     let needs_peer = providers.iter().any(|p| p.kind.needs_peer());
     Ok(Policy {
         providers,
@@ -355,6 +398,7 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         strip,
         needs_peer,
         warnings,
+        assertion,
     })
 }
 
@@ -383,8 +427,13 @@ fn compile_providers(
     Ok(providers)
 }
 
-/// The strip list: `strip_headers` plus every header a provider writes, lower-case, sorted, unique.
-fn compile_strip(raw: &[String], providers: &[Provider]) -> Result<Vec<String>, ConfigError> {
+/// The strip list: `strip_headers`, every header a provider writes and the assertion's header, lower-case,
+/// sorted, unique.
+fn compile_strip(
+    raw: &[String],
+    providers: &[Provider],
+    assertion: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
     let mut strip = Vec::new();
     for (i, h) in raw.iter().enumerate() {
         let n = header_name(&format!("strip_headers[{i}]"), h)?;
@@ -399,6 +448,7 @@ fn compile_strip(raw: &[String], providers: &[Provider]) -> Result<Vec<String>, 
     for p in providers {
         strip.extend(p.headers.iter().map(|(n, _)| n.clone()));
     }
+    strip.extend(assertion.map(str::to_owned));
     strip.sort();
     strip.dedup();
     for p in providers {
@@ -652,6 +702,7 @@ fn compile_rule(
             )
         }
     };
+    let assertion_audience = rule_audience(path, r.assertion_audience.as_ref(), &action)?;
     Ok(Rule {
         name,
         matcher: Match {
@@ -663,7 +714,27 @@ fn compile_rule(
         action,
         cors_preflight,
         upstream: compile_upstream(&format!("{path}.upstream_headers"), &r.upstream_headers)?,
+        assertion_audience,
     })
+}
+
+/// A rule's `assertion_audience`: non-empty, and never on a public rule.
+fn rule_audience(
+    path: &str,
+    raw: Option<&String>,
+    action: &Action,
+) -> Result<Option<String>, ConfigError> {
+    match (raw, action) {
+        (Some(_), Action::Public) => err(
+            format!("{path}.assertion_audience"),
+            "a public rule has no identity to assert; remove this or require a provider",
+        ),
+        (Some(a), _) if a.is_empty() => err(
+            format!("{path}.assertion_audience"),
+            "expected a non-empty audience",
+        ),
+        (a, _) => Ok(a.cloned()),
+    }
 }
 
 #[cfg(test)]

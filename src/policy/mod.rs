@@ -1,6 +1,8 @@
 //! The policy: the config compiled once at configure time ([`config`]), the rule matching it drives
-//! ([`rules`]) and the identity header templates ([`template`]).
+//! ([`rules`]), the identity header templates ([`template`]) and the identity assertion issued to the upstream
+//! ([`assertion`]).
 
+pub mod assertion;
 pub mod config;
 pub mod rules;
 pub mod template;

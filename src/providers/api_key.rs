@@ -3,8 +3,8 @@
 //! `${client.…}`.
 
 use super::clients::{self, ClientKind, RawClient, RawRateLimit};
-use super::{find_one, Cx, Fail, Provider};
-use crate::decision::{HeaderOp, Reason};
+use super::{find_one, Cx, Fail, Grant, Provider};
+use crate::decision::Reason;
 use crate::policy::config::{compile_headers, ConfigError};
 use crate::policy::template::{Root, Template};
 use crate::providers::extract::TokenSource;
@@ -60,7 +60,7 @@ pub(super) fn compile(
 
 impl ApiKeyProvider {
     /// Finds the key and the client whose digest it has.
-    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Vec<HeaderOp>, Fail> {
+    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Grant, Fail> {
         let found = find_one(&self.from, cx.req)?;
         let digest = sha2::Sha256::digest(found.value.as_bytes());
         // Every digest is compared, in constant time, whatever matched.

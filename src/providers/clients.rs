@@ -1,7 +1,7 @@
 //! The client table of the `hmac` and `api_key` providers: each client's credential, status, allowed methods
 //! and rules, rate limit; the checks a verified client still has to pass; `${client.id}`, `${client.name}`.
 
-use super::{grant, text, Cx, Fail, Named, Provider};
+use super::{grant, text, Cx, Fail, Grant, Named, Provider};
 use crate::decision::{HeaderOp, Reason};
 use crate::formats::crypto::Secret;
 use crate::policy::config::{err, ConfigError};
@@ -220,7 +220,7 @@ pub(super) fn finish(
     cx: &Cx<'_>,
     remove: HeaderOp,
     forward: bool,
-) -> Result<Vec<HeaderOp>, Fail> {
+) -> Result<Grant, Fail> {
     let facts = ClientFacts {
         client,
         named: Named {
@@ -228,7 +228,7 @@ pub(super) fn finish(
             rule: cx.rule,
         },
     };
-    grant(p, &facts, [remove], forward)
+    grant(p, cx, &facts, [remove], forward)
 }
 
 /// `${client.id}`, `${client.name}`.

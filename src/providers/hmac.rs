@@ -3,8 +3,8 @@
 //! (`client_id:nonce`) and rate limits; templates read `${client.…}`.
 
 use super::clients::{self, ClientKind, RawClient, RawRateLimit};
-use super::{declared_length, find_one, remember, Cx, Fail, Provider};
-use crate::decision::{HeaderOp, Reason};
+use super::{declared_length, find_one, remember, Cx, Fail, Grant, Provider};
+use crate::decision::Reason;
 use crate::formats::gatekeeper;
 use crate::policy::config::{compile_headers, err, ConfigError};
 use crate::policy::template::{Root, Template};
@@ -89,7 +89,7 @@ pub(super) fn compile(
 
 impl HmacProvider {
     /// Verifies a gatekeeper-signed request.
-    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Vec<HeaderOp>, Fail> {
+    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Grant, Fail> {
         let sources = [TokenSource::Header {
             name: "authorization".into(),
             prefix: "HMAC ".into(),

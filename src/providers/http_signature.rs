@@ -1,7 +1,7 @@
 //! The `http_signature` provider: RFC 9421 HTTP Message Signatures ([`crate::formats::httpsig`]) by configured keys,
 //! with required components, age, tag, body digest and nonce replay; templates read `${key.id}`.
 
-use super::{declared_length, grant, remember, text, Cx, Fail, Named, Provider};
+use super::{declared_length, grant, remember, text, Cx, Fail, Grant, Named, Provider};
 use crate::decision::{HeaderOp, Reason};
 use crate::formats::crypto::VerifyKey;
 use crate::formats::httpsig::{self, HttpSigError, SigAlg, SigKey};
@@ -166,7 +166,7 @@ fn compile_sig_key(path: &str, k: &RawSigKey) -> Result<SigKey, ConfigError> {
 
 impl HttpSignatureProvider {
     /// Verifies the request's signature, its body digest and nonce.
-    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Vec<HeaderOp>, Fail> {
+    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Grant, Fail> {
         if !cx.req.has_header("signature-input") && !cx.req.has_header("signature") {
             return Err(Reason::Missing.into());
         }
@@ -210,7 +210,7 @@ impl HttpSignatureProvider {
             HeaderOp::Remove("signature".into()),
             HeaderOp::Remove("signature-input".into()),
         ];
-        grant(p, &facts, remove, self.forward)
+        grant(p, cx, &facts, remove, self.forward)
     }
 
     /// The deny reason of a verification error.

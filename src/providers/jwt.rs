@@ -204,7 +204,7 @@ impl JwtProvider {
         p: &Provider,
         index: usize,
         cx: &Cx<'_>,
-    ) -> Result<Vec<super::HeaderOp>, Fail> {
+    ) -> Result<super::Grant, Fail> {
         let found = find_one(&self.from, cx.req)?;
         let remote;
         let (keys, version): (&[Jwk], u64) = match &self.keys {
@@ -241,7 +241,7 @@ impl JwtProvider {
                 rule: cx.rule,
             },
         };
-        grant(p, &facts, [found.remove], self.forward)
+        grant(p, cx, &facts, [found.remove], self.forward)
     }
 }
 

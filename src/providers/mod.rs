@@ -28,9 +28,11 @@ pub mod signet;
 use crate::decision::{HeaderOp, Reason, Scheme};
 use crate::formats::jwk::{Jwk, JwkError};
 use crate::formats::signet::BindingCache;
+use crate::policy::assertion::Assertion;
 use crate::policy::config::{compile_upstream, err, ConfigError, UpstreamValue};
 use crate::policy::template::{Facts, RenderError, Root, Template};
 use crate::request::RequestView;
+use crate::state::assertion_cache::AssertionCache;
 use crate::state::jwks_cache::SharedStore;
 use crate::state::replay::{self, Replay};
 use crate::state::token_cache::TokenCache;
@@ -125,7 +127,7 @@ impl RawProvider {
 impl Provider {
     /// Verifies this provider's credential on one request (`index`: the provider's place in the policy);
     /// on success, the header operations it asks for.
-    pub fn check(&self, index: usize, cx: &Cx<'_>) -> Result<Vec<HeaderOp>, Fail> {
+    pub fn check(&self, index: usize, cx: &Cx<'_>) -> Result<Grant, Fail> {
         match &self.kind {
             ProviderKind::Jwt(j) => j.check(self, index, cx),
             ProviderKind::Hmac(h) => h.check(self, cx),
@@ -240,6 +242,8 @@ pub struct Caches {
     pub signet: BindingCache,
     /// Verified JWTs.
     pub tokens: TokenCache,
+    /// Signed identity assertions, reused while fresh.
+    pub assertions: AssertionCache,
 }
 
 /// What every provider check of one request may read.
@@ -253,6 +257,16 @@ pub struct Cx<'a> {
     /// Replay nonces and rate-limit counters (process-wide).
     pub store: &'a dyn SharedStore,
     pub caches: &'a Caches,
+    /// The assertion whose claims a satisfied provider maps, when the rule issues one.
+    pub assertion: Option<&'a Assertion>,
+}
+
+/// What a satisfied provider gives: header operations, and the assertion claims its facts map.
+#[derive(Debug, Default)]
+pub struct Grant {
+    pub ops: Vec<HeaderOp>,
+    /// Claim name → value ([`Assertion::render_claims`]); empty when the rule issues no assertion.
+    pub claims: Vec<(String, Value)>,
 }
 
 /// Why one provider refused: the reason, and for 429 when to retry.
@@ -297,19 +311,25 @@ fn declared_length(req: &RequestView<'_>) -> Option<usize> {
         .ok()
 }
 
-/// The operations of a satisfied provider: remove the credential (unless `forward`), then its headers.
+/// What a satisfied provider gives: remove the credential (unless `forward`), then its headers; and the
+/// assertion's claims over the same facts.
 fn grant(
     p: &Provider,
+    cx: &Cx<'_>,
     facts: &dyn Facts,
     remove: impl IntoIterator<Item = HeaderOp>,
     forward: bool,
-) -> Result<Vec<HeaderOp>, Fail> {
+) -> Result<Grant, Fail> {
     let mut ops = Vec::new();
     if !forward {
         ops.extend(remove);
     }
     render_headers(p, facts, &mut ops)?;
-    Ok(ops)
+    let claims = match cx.assertion {
+        Some(a) => a.render_claims(facts)?,
+        None => Vec::new(),
+    };
+    Ok(Grant { ops, claims })
 }
 
 /// Renders the provider's header templates over `facts` into `ops`.

@@ -1,7 +1,7 @@
 //! The `mtls` provider: a client certificate Envoy verified on the connection ([`crate::formats::cert`]), constrained by
 //! URI SAN prefix, DNS SAN pattern and subject CN pattern; templates read `${cert.…}`.
 
-use super::{field, grant, Cx, Fail, Named, Provider};
+use super::{field, grant, Cx, Fail, Grant, Named, Provider};
 use crate::decision::{HeaderOp, Reason};
 use crate::formats::cert::{subject_cn, Glob, PeerCert};
 use crate::policy::config::{compile_headers, err, ConfigError};
@@ -131,7 +131,7 @@ fn compile_dns_sans(path: &str, raw: Option<&[String]>) -> Result<Vec<HostMatch>
 
 impl MtlsProvider {
     /// Checks the connection's verified client certificate against the constraints.
-    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Vec<HeaderOp>, Fail> {
+    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Grant, Fail> {
         let cert = cx.req.peer.ok_or(Reason::Missing)?;
         let cn = if self.needs_cn {
             match subject_cn(&cert.subject) {
@@ -166,7 +166,7 @@ impl MtlsProvider {
                 rule: cx.rule,
             },
         };
-        grant(p, &facts, None::<HeaderOp>, true)
+        grant(p, cx, &facts, None::<HeaderOp>, true)
     }
 }
 

@@ -1,8 +1,8 @@
 //! The `signet` provider: a `Signet-Proof` header (wire format and Ed25519 checks in [`crate::formats::signet`]) made by
 //! an ephemeral key a configured master key bound; purposes, replay; templates read `${signet.…}`.
 
-use super::{find_one, grant, remember, text, Cx, Fail, Named, Provider};
-use crate::decision::{HeaderOp, Reason};
+use super::{find_one, grant, remember, text, Cx, Fail, Grant, Named, Provider};
+use crate::decision::Reason;
 use crate::formats::signet::{self as format, SignetError};
 use crate::policy::config::{compile_headers, err, ConfigError};
 use crate::policy::template::{Facts, Root, Template};
@@ -79,7 +79,7 @@ pub(super) fn compile(
 
 impl SignetProvider {
     /// Verifies the proof, its purpose, and that it was not seen before.
-    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Vec<HeaderOp>, Fail> {
+    pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Grant, Fail> {
         let sources = [TokenSource::Header {
             name: "signet-proof".into(),
             prefix: String::new(),
@@ -121,7 +121,7 @@ impl SignetProvider {
                 rule: cx.rule,
             },
         };
-        grant(p, &facts, [found.remove], self.forward)
+        grant(p, cx, &facts, [found.remove], self.forward)
     }
 }
 

@@ -1,8 +1,9 @@
-//! Process state that outlives a request: replay nonces and rate counters, verified tokens, remote key sets.
+//! Process state that outlives a request: replay nonces and rate counters, verified tokens, remote key sets, issued identity assertions.
 //!
 //! Shared state sits behind [`jwks_cache::SharedStore`] (the host implements it on proxy-wasm shared data,
 //! the tests in memory); the token cache is per VM.
 
+pub mod assertion_cache;
 pub mod jwks_cache;
 pub mod replay;
 pub mod token_cache;
