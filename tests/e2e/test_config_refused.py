@@ -37,12 +37,26 @@ def _config(provider_jwk: dict | None = None, **top) -> dict:
     return cfg
 
 
+def _assertion_key_from_unset_env() -> dict:
+    """A valid `assertion` block whose private key is `{"env": …}` of a variable the VM does not have."""
+    return {
+        "issuer": "https://gateway.example.com",
+        "audience": "orders",
+        "signing_key": {"alg": "EdDSA", "kid": "gw-1", "pem": {"env": "TRUSTGATE_E2E_UNSET_ASSERTION_KEY"}},
+        "claims": {"sub": "${claims.sub}"},
+    }
+
+
 CASES = {
     # name: (filter configuration, text the filter's `invalid config` log line must contain)
     "p521-curve": (lambda: _config(_p521_jwk()), "providers.corp.jwt.keys.jwks.keys[0].crv"),
     "unknown-field": (lambda: _config(rulez=[]), "rulez"),
     "unknown-provider": (lambda: _config(rules=[{"match": {}, "require": "nosuch"}]), "nosuch"),
     "not-json": (lambda: "{this is not json", "line 1 column 2"),
+    "assertion-key-env-unset": (
+        lambda: _config(assertion=_assertion_key_from_unset_env()),
+        'assertion.signing_key.pem: environment variable "TRUSTGATE_E2E_UNSET_ASSERTION_KEY" is not set',
+    ),
 }
 
 # What Envoy 1.40 logs when on_configure returns false for a static listener, after the filter's own line.

@@ -65,10 +65,7 @@ def bootstrap(port: int, admin: int, *, upstream_port: int, wasm, config: dict, 
     b = h.gateway_bootstrap(
         listener_port=port, admin_port=admin, upstream_port=upstream_port, filter_config=config, wasm=wasm
     )
-    chain = b["static_resources"]["listeners"][0]["filter_chains"][0]
-    wasm_cfg = chain["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"]
-    wasm_cfg["vm_config"]["environment_variables"] = env
-    return b
+    return h.with_vm_environment(b, env)
 
 
 def start(envoy_bin, wasm, upstream, tmp_path_factory, config: dict, env: dict, name: str) -> h.Envoy:

@@ -335,6 +335,15 @@ def gateway_bootstrap(
     }
 
 
+def with_vm_environment(bootstrap: dict, environment_variables: dict) -> dict:
+    """`bootstrap` (a `gateway_bootstrap`) with the trustgate VM's `vm_config.environment_variables` set: `key_values`
+    (written in the config) and/or `host_env_keys` (copied from Envoy's own environment), read by `{"env": …}`."""
+    chain = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]
+    wasm_cfg = chain["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"]
+    wasm_cfg["vm_config"]["environment_variables"] = environment_variables
+    return bootstrap
+
+
 # --------------------------------------------------------------------------------------------- Envoy process
 
 
