@@ -1,8 +1,12 @@
 """filter-config/schema.json (JSON Schema, Draft 2020-12) describes the config: every example in
-filter-config/ validates against it, and so do the configs the e2e tests load into Envoy."""
+filter-config/ validates against it, and so do the configs the e2e tests load into Envoy. For the `assertion` block
+the filter's own compile step (`trustgate check-config`) is asked too: it accepts the configs the schema accepts
+and refuses the ones it rejects."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -55,24 +59,42 @@ def test_schema_rejects_unknown_top_level_field(validator):
     assert not validator.is_valid(demo), "schema.json accepts an unknown top-level field"
 
 
-def _assertion_configs() -> dict[str, dict]:
-    """The configs tests/e2e/test_assertion.py loads into Envoy: EdDSA with the defaults, ES256 with its own header,
-    path and lifetime, and the rotated one (previous_keys)."""
+def _assertion_configs() -> dict[str, tuple[dict, str]]:
+    """The configs tests/e2e/test_assertion.py loads into Envoy, each with the PEM its {"env": …} names: EdDSA with
+    the defaults, ES256 with its own header, path and lifetime, and the rotated one (previous_keys)."""
     import test_assertion as ta
 
-    idp, ed, es = h.generate_key("ES256", "idp-1"), h.generate_key("EdDSA", ta.KID_A), h.generate_key("ES256", "es-1")
+    idp, ed, es, ed_b = (h.generate_key("ES256", "idp-1"), h.generate_key("EdDSA", ta.KID_A),
+                         h.generate_key("ES256", "es-1"), h.generate_key("EdDSA", ta.KID_B))
     previous = [{**ta.public_x(ed), "kid": ta.KID_A}]
     return {
-        "eddsa": ta.filter_config(idp, ed),
-        "es256": ta.filter_config(idp, es, header="X-Gateway-Identity", jwks_path=ta.ES_JWKS_PATH, ttl_s=ta.ES_TTL_S),
-        "rotated": ta.filter_config(idp, h.generate_key("EdDSA", ta.KID_B), previous=previous),
+        "eddsa": (ta.filter_config(idp, ed), ta.pkcs8_pem(ed)),
+        "es256": (ta.filter_config(idp, es, header="X-Gateway-Identity", jwks_path=ta.ES_JWKS_PATH, ttl_s=ta.ES_TTL_S),
+                  ta.pkcs8_pem(es)),
+        "rotated": (ta.filter_config(idp, ed_b, previous=previous), ta.pkcs8_pem(ed_b)),
     }
 
 
-def test_assertion_configs_validate(validator):
-    for name, cfg in _assertion_configs().items():
-        errors = _errors(validator, cfg)
-        assert not errors, f"the {name} assertion config does not validate against schema.json:\n{errors}"
+def _check_config(tmp_path, cfg: dict, pem: str) -> subprocess.CompletedProcess:
+    """`trustgate check-config` (the filter's own compile step) on `cfg`, its signing key in the environment."""
+    import test_assertion as ta
+
+    cli = h.REPO / "target" / "debug" / "trustgate"
+    if not cli.is_file():
+        pytest.fail(f"{cli} does not exist: build it with `make build-cli`", pytrace=False)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return subprocess.run([str(cli), "check-config", str(path)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, ta.KEY_ENV: pem})
+
+
+@pytest.mark.parametrize("name", ["eddsa", "es256", "rotated"])
+def test_assertion_configs_validate_and_compile(validator, tmp_path, name):
+    cfg, pem = _assertion_configs()[name]
+    errors = _errors(validator, cfg)
+    assert not errors, f"the {name} assertion config does not validate against schema.json:\n{errors}"
+    out = _check_config(tmp_path, cfg, pem)
+    assert out.returncode == 0, out.stderr
 
 
 def _set(doc: dict, path: str, value) -> None:
@@ -90,7 +112,7 @@ def _set(doc: dict, path: str, value) -> None:
 _DELETE = object()
 
 ASSERTION_REJECTS = {
-    # what the filter also refuses (policy/assertion.rs, policy/config.rs), at the same member
+    # what the filter refuses too (policy/assertion.rs, policy/config.rs): checked with check-config below
     "alg RS256": ("assertion.signing_key.alg", "RS256"),
     "no kid": ("assertion.signing_key.kid", _DELETE),
     "no sub": ("assertion.claims.sub", _DELETE),
@@ -108,9 +130,11 @@ ASSERTION_REJECTS = {
 
 
 @pytest.mark.parametrize("case", list(ASSERTION_REJECTS))
-def test_schema_rejects_bad_assertion_configs(validator, case):
-    cfg = _assertion_configs()["eddsa"]
+def test_schema_and_filter_reject_bad_assertion_configs(validator, tmp_path, case):
+    cfg, pem = _assertion_configs()["eddsa"]
     assert validator.is_valid(cfg)
     path, value = ASSERTION_REJECTS[case]
     _set(cfg, path, value)
     assert not validator.is_valid(cfg), f"schema.json accepts {case}"
+    out = _check_config(tmp_path, cfg, pem)
+    assert out.returncode == 1 and "trustgate: " in out.stderr, f"check-config: {out.returncode} {out.stderr}"
