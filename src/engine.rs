@@ -155,16 +155,12 @@ fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) 
     )
 }
 
-/// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule.
+/// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule. (For `HEAD` Envoy
+/// sends the headers of this response, `content-length` included, without its body.)
 fn jwks(a: &Assertion, method: &str, path: &str) -> Option<Decision> {
-    let head = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return None,
-    };
-    (path == a.jwks_path).then(|| {
+    (matches!(method, "GET" | "HEAD") && path == a.jwks_path).then(|| {
         Decision::Respond(Respond {
-            body: (!head).then(|| a.jwks_body.clone()),
+            body: a.jwks_body.clone(),
             cache_control: "public, max-age=300",
         })
     })

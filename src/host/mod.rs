@@ -478,8 +478,7 @@ fn respond(r: &Respond) {
         ("content-type", "application/json"),
         ("cache-control", r.cache_control),
     ];
-    let body = r.body.as_deref().map(str::as_bytes);
-    if hostcalls::send_http_response(200, headers, body).is_err() {
+    if hostcalls::send_http_response(200, headers, Some(r.body.as_bytes())).is_err() {
         log(LogLevel::Error, "trustgate: could not send the local reply");
     }
 }
