@@ -387,10 +387,19 @@ impl RootContext for Root {
                 replay::prepare_counter(&HostStore, &p.name, &c.id);
             }
         }
+        let assertion = policy.assertion.as_ref().map_or_else(String::new, |a| {
+            format!(
+                "; assertions in {} signed {} kid={}, keys at {}",
+                a.header,
+                a.alg_name(),
+                a.kid(),
+                a.jwks_path
+            )
+        });
         log(
             LogLevel::Info,
             &format!(
-                "trustgate: config loaded: {} providers ({} with remote keys), {} rules; RSA/ECDSA verified by {}",
+                "trustgate: config loaded: {} providers ({} with remote keys), {} rules; RSA/ECDSA verified by {}{assertion}",
                 policy.providers.len(),
                 remotes.len(),
                 policy.rules.len(),
