@@ -20,6 +20,8 @@
 )]
 
 // A crate root's modules live beside it; these live in src/bin/trustgate/.
+#[path = "trustgate/http.rs"]
+mod http;
 #[path = "trustgate/keygen.rs"]
 mod keygen;
 #[path = "trustgate/keys.rs"]
