@@ -1,7 +1,8 @@
 //! The native `trustgate` command: the client-side tools an auth filter needs (docs/cli.md).
 //!
 //! - `check-config`: compile a filter config exactly as the filter's `on_configure` does.
-//! - `keygen`, `jwks`: make signing keys; publish public keys as PEM and JWK Sets.
+//! - `keygen`, `jwks`: make signing keys; publish public keys as PEM and JWK Sets; `keygen --assertion`: the
+//!   `signing_key` block of the filter's identity assertions.
 //! - `sign jwt | hmac | httpsig | signet`: make the credential each provider kind verifies.
 //! - `trust`: onboard an OIDC issuer (discovery, JWKS, a sample token) and print the provider block, the Envoy
 //!   cluster and the Istio objects it needs.
