@@ -6,6 +6,8 @@
 //! - `sign jwt | hmac | httpsig | signet`: make the credential each provider kind verifies.
 //! - `trust`: onboard an OIDC issuer (discovery, JWKS, a sample token) and print the provider block, the Envoy
 //!   cluster and the Istio objects it needs.
+//! - `verify-assertion`: check an identity assertion against the proxy's JWKS URL as an application must, and
+//!   say why it fails.
 //!
 //! Everything is checked with the library's own verifiers before it is printed. Exit codes: 0 success, 1 the
 //! work failed (unreadable file, network, verification), 2 the command line is wrong.
@@ -37,6 +39,8 @@ mod sign_jwt;
 mod signet;
 #[path = "trustgate/trust.rs"]
 mod trust;
+#[path = "trustgate/verify_assertion.rs"]
+mod verify_assertion;
 
 use clap::{Parser, Subcommand};
 use std::fmt;
@@ -69,7 +73,8 @@ pub type Output = Result<String, CliError>;
     version,
     about = "Client-side tools for the trustgate proxy-wasm auth filter",
     long_about = "Client-side tools for the trustgate proxy-wasm auth filter: check a filter config, make \
-                  keys, mint the credentials each provider kind verifies, and onboard an OIDC issuer.\n\n\
+                  keys, mint the credentials each provider kind verifies, onboard an OIDC issuer, and verify the identity \
+                  assertions the filter writes for the upstream.\n\n\
                   Exit codes: 0 success, 1 the work failed, 2 the command line is wrong. See docs/cli.md.",
     arg_required_else_help = true
 )]
@@ -100,6 +105,7 @@ enum Command {
         what: Sign,
     },
     Trust(trust::TrustArgs),
+    VerifyAssertion(verify_assertion::VerifyAssertionArgs),
     /// Signet helpers
     #[command(arg_required_else_help = true)]
     Signet {
@@ -141,6 +147,7 @@ fn main() -> ExitCode {
             Sign::Signet(a) => signet::sign(&a),
         },
         Command::Trust(a) => trust::run(&a),
+        Command::VerifyAssertion(a) => verify_assertion::run(&a),
         Command::Signet { what } => match what {
             SignetCommand::PublicKey(a) => signet::public_key(&a),
         },
