@@ -476,6 +476,19 @@ mod tests {
             let set: Value =
                 serde_json::from_slice(&fs::read(path_with(&out, ".jwks.json")).unwrap()).unwrap();
             assert_eq!(set["keys"][0], *jwk);
+            // The block as printed is a working `assertion.signing_key`: the filter's compiler reads the key
+            // from the variable, and the JWKS it serves starts with this public JWK.
+            let config = json!({"rules": [{"require": "c"}],
+                "providers": {"c": {"api_key": {"clients": {"a": {"key_sha256": "00".repeat(32)}}}}},
+                "assertion": {"issuer": "https://gw", "audience": "app", "signing_key": block["signing_key"],
+                              "claims": {"sub": "${client.id}"}}});
+            let policy = trustgate::policy::config::compile_with_env(
+                config.to_string().as_bytes(),
+                &|name: &str| (name == env).then(|| pem.clone()),
+            )
+            .unwrap();
+            let served: Value = serde_json::from_str(&policy.assertion.unwrap().jwks_body).unwrap();
+            assert_eq!(served["keys"][0], *jwk);
         }
         fs::remove_dir_all(&dir).unwrap();
     }
