@@ -617,6 +617,9 @@ class Bench:
         self.httpsig_raw = secrets.token_bytes(32)
         self.httpsig_pem = ed25519.Ed25519PrivateKey.from_private_bytes(self.httpsig_raw).public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        # The identity assertion's signing key (issue 14): Ed25519, PKCS#8, as `trustgate keygen` writes it.
+        self.assertion_pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
         self.cases = self.make_cases()
 
     def _copy(self, src: Path, name: str) -> Path:
@@ -694,6 +697,8 @@ class Bench:
                 cases.append(Case(f"{prefix}/{alg}/{mode}", "trustgate", alg, mode, build=build,
                                   filters=tg(trustgate_jwt_provider(self.jwt_keys[alg])), expect_identity="human:user-0",
                                   requests=lambda alg=alg, mode=mode: self.jwt_file(alg, mode)))
+        if build is None:  # builds given with --also may predate assertions
+            cases += self.assertion_cases(wasm)
         hmac_provider = {"hmac": {"clients": {HMAC_CLIENT: {"name": "Bench", "secret": HMAC_SECRET}},
                                   "timestamp_window_s": WINDOW_S, "body": "empty",
                                   "headers": {"x-client-id": "${client.id}"}}}
@@ -719,6 +724,20 @@ class Bench:
                           filters=tg(httpsig_provider), identity_header="x-client-id", expect_identity=HTTPSIG_KEYID,
                           single_use=True, requests=lambda: self._file("httpsig", httpsig_file)))
         return cases
+
+    def assertion_cases(self, wasm: Path) -> list[Case]:
+        """ES256 tokens (the same one, or a new one per request) with an EdDSA identity assertion signed for the
+        upstream: a caller's assertion is reused for a quarter of its lifetime, so "same" signs about once per
+        15 s and "unique" (a new subject per token) signs on every request."""
+        config = trustgate_config(trustgate_jwt_provider(self.jwt_keys["ES256"]))
+        config["assertion"] = {"issuer": "https://gateway.bench.local", "audience": "bench", "ttl_s": 60,
+                               "signing_key": {"alg": "EdDSA", "kid": "bench-1", "pem": self.assertion_pem},
+                               "claims": {"sub": "${claims.sub}", "principal_type": "human"}}
+        return [Case(f"trustgate/ES256/{mode}+assertion", "trustgate", "ES256", mode,
+                     filters=lambda: [wasm_filter("trustgate", wasm, config), ROUTER], expect_identity="human:user-0",
+                     requests=lambda mode=mode: self.jwt_file("ES256", mode),
+                     notes=["an EdDSA identity assertion (x-trustgate-assertion) signed for the upstream"])
+                for mode in ("same", "unique")]
 
     # ---------------------------------------------------------------- one run
 
@@ -881,6 +900,13 @@ def summarize(bench: Bench, runs: dict[str, list[dict]]) -> dict:
         c = cases.get(f"trustgate/{alg}/unique")
         if c:
             target(f"{alg} new token per request ≥ {th:g} × jwt_authn uncached", c.get("x_jwt_authn_uncached"), th)
+    plus = cases.get("trustgate/ES256/same+assertion")
+    if plus:
+        plus["x_same_without_assertion"] = ratio(plus["rps"], rps("trustgate/ES256/same"))
+        target("same token + assertion ≥ 0.75 × no-op wasm", plus["x_noop"], 0.75)
+    fresh = cases.get("trustgate/ES256/unique+assertion")
+    if fresh:
+        fresh["x_unique_without_assertion"] = ratio(fresh["rps"], rps("trustgate/ES256/unique"))
     if "trustgate/hmac" in cases:
         target("gatekeeper HMAC ≥ 0.8 × no-op wasm", cases["trustgate/hmac"]["x_noop"], 0.8)
     if "trustgate/signet" in cases:

@@ -122,6 +122,44 @@ fn main() {
         std::hint::black_box(v);
     });
     new_token_cases();
+    assertion_cases(&cfg, &headers, now);
+}
+
+// Test keys only: the RFC 8032 §7.1 TEST 1 secret key, and the P-256 key of tests/assertion.rs.
+const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
+const P256_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQghIXysqujxOPIy9F8\nSATio9rTAQZ0ycAZIxo9j38p+lKhRANCAARSTvjJQBHwLVAKU9vItAfZH5yVNK7b\nBFHA4DWuKwOHSBUqH9CoYJ/Eaj6OQsxzCzuuzmoE1L6d7wxw8P7C0cuF\n-----END PRIVATE KEY-----\n";
+
+/// Identity assertions (issue 14): a same-token decision that also writes the (reused) assertion, and the
+/// signature of a new one per algorithm (what a new caller costs on top of its credential).
+fn assertion_cases(cfg: &Value, headers: &[(String, String)], now: i64) {
+    for (alg, pem) in [("EdDSA", ED25519_PEM), ("ES256", P256_PEM)] {
+        let mut cfg = cfg.clone();
+        cfg["assertion"] = json!({"issuer": "https://gateway.bench.local", "audience": "bench", "ttl_s": 60,
+            "signing_key": {"alg": alg, "kid": "bench-1", "pem": pem},
+            "claims": {"sub": "${claims.sub}", "principal_type": "human"}});
+        let policy = trustgate::policy::config::compile(cfg.to_string().as_bytes()).unwrap();
+        let (caches, store, view) = (
+            Caches::default(),
+            MemoryStore::default(),
+            bench_request(headers),
+        );
+        time(
+            &format!("decide same token + assertion {alg}"),
+            100_000,
+            || {
+                let _ = decide(&policy, &view, now, &NoRemoteKeys, &store, &caches);
+            },
+        );
+        let a = policy.assertion.as_ref().unwrap();
+        let claims: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({"sub": "user-0", "principal_type": "human"})).unwrap();
+        time(&format!("sign assertion {alg}"), 2_000, || {
+            std::hint::black_box(
+                a.issue("bench", &claims, now, "AAAAAAAAAAAAAAAAAAAAAA")
+                    .unwrap(),
+            );
+        });
+    }
 }
 
 const RSA_PEM: &str = include_str!("../tests/data/rsa2048.TEST-ONLY.key.pem");

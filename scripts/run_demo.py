@@ -49,7 +49,7 @@ def demos(token: str, base: str = BASE) -> list[Demo]:
             "1. A valid token: the upstream receives the identity trustgate wrote",
             ["curl", "-s", f"{base}/api/hello", "-H", auth],
             200,
-            shows=["x-commit-owner: human:alice", "x-user-email: alice@example.com"],
+            shows=["x-commit-owner: human:alice", "x-user-email: alice@example.com", "x-trustgate-assertion: eyJ"],
             hides=["authorization: "],
         ),
         Demo(
@@ -71,7 +71,14 @@ def demos(token: str, base: str = BASE) -> list[Demo]:
             ["curl", "-s", f"{base}/healthz", "-H", "X-Commit-Owner: human:mallory"],
             200,
             shows=[":path: /healthz"],
-            hides=["x-commit-owner: "],
+            hides=["x-commit-owner: ", "x-trustgate-assertion: "],
+        ),
+        Demo(
+            "5. The keys an application verifies x-trustgate-assertion with (README: For application developers)",
+            ["curl", "-s", f"{base}/.well-known/trustgate/jwks.json"],
+            200,
+            shows=['"kid":"demo-assertion-TEST-ONLY"'],
+            hides=['"d":'],
         ),
     ]
 

@@ -327,8 +327,8 @@ pub enum Decision {
 /// A local 200 response: a JSON document the proxy publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Respond {
-    /// The body; `None` for `HEAD`.
-    pub body: Option<String>,
+    /// The body (JSON).
+    pub body: String,
     /// `Cache-Control`.
     pub cache_control: &'static str,
 }

@@ -28,6 +28,8 @@ pub use crate::providers::{Caches, KeyLookup, NoRemoteKeys};
 #[derive(Debug, Default)]
 struct Granted {
     providers: Vec<usize>,
+    /// Who satisfied each provider (assertions only), in the order of `providers`.
+    callers: Vec<String>,
     ops: Vec<HeaderOp>,
     claims: Map<String, Value>,
 }
@@ -155,16 +157,12 @@ fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) 
     )
 }
 
-/// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule.
+/// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule. (For `HEAD` Envoy
+/// sends the headers of this response, `content-length` included, without its body.)
 fn jwks(a: &Assertion, method: &str, path: &str) -> Option<Decision> {
-    let head = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return None,
-    };
-    (path == a.jwks_path).then(|| {
+    (matches!(method, "GET" | "HEAD") && path == a.jwks_path).then(|| {
         Decision::Respond(Respond {
-            body: (!head).then(|| a.jwks_body.clone()),
+            body: a.jwks_body.clone(),
             cache_control: "public, max-age=300",
         })
     })
@@ -185,9 +183,12 @@ fn assert_identity(
         return Err(Reason::NoSubject);
     }
     let mut key = String::from(aud);
-    for p in g.providers.iter().filter_map(|&i| policy.providers.get(i)) {
+    for (p, caller) in g.providers.iter().zip(&g.callers) {
+        let name = policy.providers.get(*p).map_or("", |p| p.name.as_str());
         key.push('\n');
-        key.push_str(&p.name);
+        key.push_str(name);
+        key.push('\t');
+        key.push_str(caller);
     }
     key.push('\n');
     key.push_str(&Value::Object(g.claims.clone()).to_string());
@@ -233,6 +234,7 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
                     );
                     Granted {
                         providers: vec![*i],
+                        callers: vec![g.caller],
                         ops: g.ops,
                         claims: g.claims.into_iter().collect(),
                     }
@@ -277,6 +279,7 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
             for s in subs {
                 let g = satisfy(policy, cx, s)?;
                 all.providers.extend(g.providers);
+                all.callers.extend(g.callers);
                 all.ops.extend(g.ops);
                 for (k, v) in g.claims {
                     all.claims.entry(k).or_insert(v);

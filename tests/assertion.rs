@@ -70,8 +70,14 @@ struct Fx {
 
 impl Fx {
     fn new(signing_key: Value) -> Fx {
+        Fx::with(signing_key, |_| {})
+    }
+
+    fn with(signing_key: Value, edit: impl Fn(&mut Value)) -> Fx {
         let keys = Keys::new();
-        let policy = compile(config(&keys, signing_key).to_string().as_bytes()).unwrap();
+        let mut config = config(&keys, signing_key);
+        edit(&mut config);
+        let policy = compile(config.to_string().as_bytes()).unwrap();
         Fx {
             keys,
             policy,
@@ -298,14 +304,11 @@ fn the_jwks_is_answered_before_any_rule_for_get_and_head_only() {
         panic!("{get:?}")
     };
     assert_eq!(r.cache_control, "public, max-age=300");
-    let jwks: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+    let jwks: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(jwks["keys"][0]["kid"], "gw-1");
     assert!(jwks["keys"][0].get("d").is_none());
     let head = f.decide_at(NOW, "HEAD", "/.well-known/trustgate/jwks.json", &[]);
-    assert!(
-        matches!(&head, Decision::Respond(r) if r.body.is_none()),
-        "{head:?}"
-    );
+    assert_eq!(head, get, "HEAD gets GET's response (Envoy drops the body)");
     // Another method goes through the rules (here: the catch-all JWT rule).
     assert_eq!(
         reason(&f.decide_at(NOW, "POST", "/.well-known/trustgate/jwks.json", &[])),
@@ -370,4 +373,34 @@ fn config_errors_name_their_path() {
         e.starts_with("rules[1].assertion_audience: there is no policy-wide"),
         "{e}"
     );
+}
+
+#[test]
+fn two_clients_mapped_to_the_same_claims_still_get_their_own_assertions() {
+    let other = "ci-key-other-9876543210";
+    let digest: String = sha2::Sha256::digest(other.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let f = Fx::with(ed_key(), |v| {
+        v["providers"]["keys"]["api_key"]["clients"]["ci2"] =
+            json!({"name": "CI", "key_sha256": digest});
+        v["assertion"]["claims"] = json!({"sub": "${client.name}"});
+    });
+    let ask = |key: &str| {
+        let d = f.decide_at(
+            NOW,
+            "GET",
+            "/ci/run",
+            &[("authorization", format!("ApiKey {key}"))],
+        );
+        f.assertion(&d).1
+    };
+    let (one, two) = (ask(API_KEY), ask(other));
+    assert_eq!(
+        (one["sub"].as_str(), two["sub"].as_str()),
+        (Some("CI"), Some("CI"))
+    );
+    assert_ne!(one["jti"], two["jti"], "never reused across callers");
+    assert_eq!(ask(API_KEY), one, "the same caller reuses its own");
 }

@@ -1,10 +1,13 @@
 //! The native `trustgate` command: the client-side tools an auth filter needs (docs/cli.md).
 //!
 //! - `check-config`: compile a filter config exactly as the filter's `on_configure` does.
-//! - `keygen`, `jwks`: make signing keys; publish public keys as PEM and JWK Sets.
+//! - `keygen`, `jwks`: make signing keys; publish public keys as PEM and JWK Sets; `keygen --assertion`: the
+//!   `signing_key` block of the filter's identity assertions.
 //! - `sign jwt | hmac | httpsig | signet`: make the credential each provider kind verifies.
 //! - `trust`: onboard an OIDC issuer (discovery, JWKS, a sample token) and print the provider block, the Envoy
 //!   cluster and the Istio objects it needs.
+//! - `verify-assertion`: check an identity assertion against the proxy's JWKS URL as an application must, and
+//!   say why it fails.
 //!
 //! Everything is checked with the library's own verifiers before it is printed. Exit codes: 0 success, 1 the
 //! work failed (unreadable file, network, verification), 2 the command line is wrong.
@@ -20,6 +23,8 @@
 )]
 
 // A crate root's modules live beside it; these live in src/bin/trustgate/.
+#[path = "trustgate/http.rs"]
+mod http;
 #[path = "trustgate/keygen.rs"]
 mod keygen;
 #[path = "trustgate/keys.rs"]
@@ -34,6 +39,8 @@ mod sign_jwt;
 mod signet;
 #[path = "trustgate/trust.rs"]
 mod trust;
+#[path = "trustgate/verify_assertion.rs"]
+mod verify_assertion;
 
 use clap::{Parser, Subcommand};
 use std::fmt;
@@ -66,7 +73,8 @@ pub type Output = Result<String, CliError>;
     version,
     about = "Client-side tools for the trustgate proxy-wasm auth filter",
     long_about = "Client-side tools for the trustgate proxy-wasm auth filter: check a filter config, make \
-                  keys, mint the credentials each provider kind verifies, and onboard an OIDC issuer.\n\n\
+                  keys, mint the credentials each provider kind verifies, onboard an OIDC issuer, and verify the identity \
+                  assertions the filter writes for the upstream.\n\n\
                   Exit codes: 0 success, 1 the work failed, 2 the command line is wrong. See docs/cli.md.",
     arg_required_else_help = true
 )]
@@ -97,6 +105,7 @@ enum Command {
         what: Sign,
     },
     Trust(trust::TrustArgs),
+    VerifyAssertion(verify_assertion::VerifyAssertionArgs),
     /// Signet helpers
     #[command(arg_required_else_help = true)]
     Signet {
@@ -138,6 +147,7 @@ fn main() -> ExitCode {
             Sign::Signet(a) => signet::sign(&a),
         },
         Command::Trust(a) => trust::run(&a),
+        Command::VerifyAssertion(a) => verify_assertion::run(&a),
         Command::Signet { what } => match what {
             SignetCommand::PublicKey(a) => signet::public_key(&a),
         },

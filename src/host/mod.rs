@@ -387,10 +387,19 @@ impl RootContext for Root {
                 replay::prepare_counter(&HostStore, &p.name, &c.id);
             }
         }
+        let assertion = policy.assertion.as_ref().map_or_else(String::new, |a| {
+            format!(
+                "; assertions in {} signed {} kid={}, keys at {}",
+                a.header,
+                a.alg_name(),
+                a.kid(),
+                a.jwks_path
+            )
+        });
         log(
             LogLevel::Info,
             &format!(
-                "trustgate: config loaded: {} providers ({} with remote keys), {} rules; RSA/ECDSA verified by {}",
+                "trustgate: config loaded: {} providers ({} with remote keys), {} rules; RSA/ECDSA verified by {}{assertion}",
                 policy.providers.len(),
                 remotes.len(),
                 policy.rules.len(),
@@ -478,8 +487,7 @@ fn respond(r: &Respond) {
         ("content-type", "application/json"),
         ("cache-control", r.cache_control),
     ];
-    let body = r.body.as_deref().map(str::as_bytes);
-    if hostcalls::send_http_response(200, headers, body).is_err() {
+    if hostcalls::send_http_response(200, headers, Some(r.body.as_bytes())).is_err() {
         log(LogLevel::Error, "trustgate: could not send the local reply");
     }
 }

@@ -266,6 +266,16 @@ fn claim_var(path: &str) -> Result<Var, crate::policy::template::TemplateError> 
 }
 
 impl Assertion {
+    /// The JWS `alg` of the signing key.
+    pub fn alg_name(&self) -> &'static str {
+        self.key.alg().name()
+    }
+
+    /// The signing key's `kid`.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
     /// The mapped claims over one satisfied provider's facts: a template without a value (or rendering to
     /// "") and a claim the token does not have are left out. A template value with a control character
     /// refuses the request, as for headers.

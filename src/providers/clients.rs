@@ -228,7 +228,8 @@ pub(super) fn finish(
             rule: cx.rule,
         },
     };
-    grant(p, cx, &facts, [remove], forward)
+    let caller = format!("client:{}", client.id);
+    grant(p, cx, &caller, &facts, [remove], forward)
 }
 
 /// `${client.id}`, `${client.name}`.

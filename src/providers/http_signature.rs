@@ -210,7 +210,8 @@ impl HttpSignatureProvider {
             HeaderOp::Remove("signature".into()),
             HeaderOp::Remove("signature-input".into()),
         ];
-        grant(p, cx, &facts, remove, self.forward)
+        let caller = format!("key:{}", v.keyid);
+        grant(p, cx, &caller, &facts, remove, self.forward)
     }
 
     /// The deny reason of a verification error.

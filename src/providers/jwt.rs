@@ -241,7 +241,13 @@ impl JwtProvider {
                 rule: cx.rule,
             },
         };
-        grant(p, cx, &facts, [found.remove], self.forward)
+        // The token's subject (its claims when it has none): the same caller for the assertion cache.
+        let caller = match verified.claims().get("sub") {
+            _ if cx.assertion.is_none() => String::new(),
+            Some(Value::String(s)) => format!("sub:{s}"),
+            _ => Value::Object(verified.claims().clone()).to_string(),
+        };
+        grant(p, cx, &caller, &facts, [found.remove], self.forward)
     }
 }
 

@@ -267,6 +267,8 @@ pub struct Grant {
     pub ops: Vec<HeaderOp>,
     /// Claim name → value ([`Assertion::render_claims`]); empty when the rule issues no assertion.
     pub claims: Vec<(String, Value)>,
+    /// Who presented the credential (part of the assertion reuse key); empty without an assertion.
+    pub caller: String,
 }
 
 /// Why one provider refused: the reason, and for 429 when to retry.
@@ -312,10 +314,12 @@ fn declared_length(req: &RequestView<'_>) -> Option<usize> {
 }
 
 /// What a satisfied provider gives: remove the credential (unless `forward`), then its headers; and the
-/// assertion's claims over the same facts.
+/// assertion's claims over the same facts, with `caller` (who presented the credential: a client or key id,
+/// a token's subject, a certificate digest) so that an assertion is never reused for another caller.
 fn grant(
     p: &Provider,
     cx: &Cx<'_>,
+    caller: &str,
     facts: &dyn Facts,
     remove: impl IntoIterator<Item = HeaderOp>,
     forward: bool,
@@ -325,11 +329,15 @@ fn grant(
         ops.extend(remove);
     }
     render_headers(p, facts, &mut ops)?;
-    let claims = match cx.assertion {
-        Some(a) => a.render_claims(facts)?,
-        None => Vec::new(),
+    let (claims, caller) = match cx.assertion {
+        Some(a) => (a.render_claims(facts)?, caller.to_owned()),
+        None => (Vec::new(), String::new()),
     };
-    Ok(Grant { ops, claims })
+    Ok(Grant {
+        ops,
+        claims,
+        caller,
+    })
 }
 
 /// Renders the provider's header templates over `facts` into `ops`.

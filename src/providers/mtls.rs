@@ -166,7 +166,8 @@ impl MtlsProvider {
                 rule: cx.rule,
             },
         };
-        grant(p, cx, &facts, None::<HeaderOp>, true)
+        let caller = format!("cert:{}", cert.sha256);
+        grant(p, cx, &caller, &facts, None::<HeaderOp>, true)
     }
 }
 

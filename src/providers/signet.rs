@@ -121,7 +121,8 @@ impl SignetProvider {
                 rule: cx.rule,
             },
         };
-        grant(p, cx, &facts, [found.remove], self.forward)
+        let caller = format!("master:{}", facts.master);
+        grant(p, cx, &caller, &facts, [found.remove], self.forward)
     }
 }
 

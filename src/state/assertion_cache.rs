@@ -1,7 +1,8 @@
 //! Reuse of signed identity assertions, per VM: the same audience, satisfied providers and claims get the same
 //! assertion while at least 3/4 of its lifetime is left, so a busy caller costs one signature per quarter
-//! lifetime instead of one per request. The key holds every claim (`sub` among them), so callers with
-//! different identities never share an assertion.
+//! lifetime instead of one per request. The key (built by the engine) holds the audience, each satisfied
+//! provider with who satisfied it (client or key id, token subject, certificate digest) and every claim, so
+//! two callers never share an assertion, even when the claims map them to the same values.
 //!
 //! Bounded: at most [`MAX_ENTRIES`]; a full cache first drops what may no longer be reused, then everything.
 

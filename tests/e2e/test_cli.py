@@ -8,6 +8,9 @@
 - `trust` against a local discovery + JWKS server (tests/e2e/jwks_server.py): its provider block and Envoy
   cluster, used as printed, configure the gateway's `idp` provider; a sample token is verified; an issuer
   mismatch, unsupported keys and algorithms are reported.
+- `keygen --assertion` prints the assertion `signing_key` block and a public JWK `cryptography`/PyJWT read as
+  the key file's; `verify-assertion` accepts an assertion PyJWT signs with that key (served as a JWKS by the
+  local server) and names what is wrong with a wrong issuer, audience, kid, signature, an expired one.
 
 Keys are made by the CLI itself at test time and checked against `cryptography`/PyJWT (interop). `make test`
 builds the CLI (cargo build --bin trustgate) before running these; TRUSTGATE_CLI overrides its path.
@@ -110,7 +113,7 @@ def test_check_config_names_the_json_path(cli, tmp_path):
 
 COMMANDS = [
     ["check-config"], ["keygen"], ["jwks"], ["sign"], ["sign", "jwt"], ["sign", "hmac"], ["sign", "httpsig"],
-    ["sign", "signet"], ["trust"], ["signet", "public-key"],
+    ["sign", "signet"], ["trust"], ["signet", "public-key"], ["verify-assertion"],
 ]
 
 
@@ -490,3 +493,94 @@ def test_trust_says_when_the_issuer_is_unreachable():
         server.close()
     assert out.returncode == 1, out.stderr
     assert f"GET http://127.0.0.1:{server.port}/realms/x/.well-known/openid-configuration:" in out.stderr, out.stderr
+
+
+# --------------------------------------------------------------------------------------------- identity assertions
+
+GW_ISS = "https://gateway.cli.trustgate.test"
+GW_AUD = "orders"
+
+
+@pytest.fixture(scope="module")
+def assertion_jwks():
+    server = JwksServer()
+    server.url = f"http://127.0.0.1:{server.port}/.well-known/trustgate/jwks.json"
+    yield server
+    server.close()
+
+
+def assertion_key(tmp_path: Path, alg: str, kid: str) -> tuple[dict, object]:
+    """`keygen --assertion`: the printed block, and the private key it wrote (loaded by `cryptography`)."""
+    out = run("keygen", "--alg", alg, "--kid", kid, "--assertion", "--out", str(tmp_path / kid))
+    assert out.returncode == 0, out.stderr
+    pem = (tmp_path / f"{kid}.key.pem").read_text()
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----") and pem not in out.stdout + out.stderr
+    assert f'export TRUSTGATE_ASSERTION_KEY="$(cat {tmp_path / kid}.key.pem)"' in out.stderr, out.stderr
+    return json.loads(out.stdout), serialization.load_pem_private_key(pem.encode(), password=None)
+
+
+@pytest.mark.parametrize("alg,pyjwt_alg", [("EdDSA", "EdDSA"), ("ES256", "ES256")])
+def test_keygen_assertion_block_and_verify_assertion(assertion_jwks, tmp_path, alg, pyjwt_alg):
+    from jwt.algorithms import get_default_algorithms
+
+    kid = f"gw-e2e-{alg.lower()}"
+    block, private = assertion_key(tmp_path, alg, kid)
+    assert block["signing_key"] == {"alg": alg, "kid": kid, "pem": {"env": "TRUSTGATE_ASSERTION_KEY"}}, block
+    jwk = block["public_jwk"]
+    assert jwk["kid"] == kid and jwk["alg"] == alg and not {"d", "p", "q", "k"} & set(jwk), jwk
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    loaded = get_default_algorithms()[pyjwt_alg].from_jwk(json.dumps(jwk))
+    assert loaded.public_bytes(*spki) == private.public_key().public_bytes(*spki), "public_jwk is another key"
+    assertion_jwks.set_jwks("/.well-known/trustgate/jwks.json", [jwk])
+
+    def mint(kid: str = kid, key=private, **claims) -> str:
+        now = int(time.time())
+        payload = {"iss": GW_ISS, "aud": GW_AUD, "sub": "alice", "iat": now, "exp": now + 60,
+                   "jti": h.b64url(os.urandom(16)), **claims}
+        return pyjwt.encode(payload, key, algorithm=pyjwt_alg, headers={"kid": kid, "typ": "JWT"})
+
+    def verify(token: str, *extra: str) -> subprocess.CompletedProcess:
+        return run("verify-assertion", "--jwks-url", assertion_jwks.url, "--iss", GW_ISS, "--aud", GW_AUD, *extra,
+                   stdin=token + "\n")
+
+    good = verify(mint(email="alice@example.com"))
+    assert good.returncode == 0, good.stderr
+    claims = json.loads(good.stdout)
+    assert claims["sub"] == "alice" and claims["email"] == "alice@example.com" and claims["aud"] == GW_AUD
+    assert f'the assertion verifies: alg {alg}, kid "{kid}", sub "alice"' in good.stderr, good.stderr
+
+    _, other_key = assertion_key(tmp_path, alg, kid + "-other")
+    token = mint()
+    header, payload, signature = token.split(".")
+    forged_payload = h.b64url(json.dumps({**pyjwt.decode(token, options={"verify_signature": False}),
+                                          "sub": "admin"}).encode())
+    refused = {
+        "wrong issuer": (mint(iss="https://elsewhere.test"),
+                         f'wrong issuer (got "https://elsewhere.test", expected "{GW_ISS}")'),
+        "wrong audience": (mint(aud="billing"), 'wrong audience (got "billing", expected "orders")'),
+        "unknown kid": (mint(kid="gw-2020-01"), f'unknown kid "gw-2020-01" (the set has: "{kid}")'),
+        "tampered": (f"{header}.{forged_payload}.{signature}", f'bad signature: the set\'s key with kid "{kid}"'),
+        "another key": (mint(key=other_key), "bad signature"),
+        "expired": (mint(iat=int(time.time()) - 600, exp=int(time.time()) - 540), "expired 54"),
+        "not a JWS": ("not-a-token", "not a JWS"),
+    }
+    for case, (bad, why) in refused.items():
+        out = verify(bad)
+        assert out.returncode == 1 and not out.stdout, f"{case}: exit {out.returncode}\n{out.stdout}"
+        assert out.stderr.startswith(f"trustgate: {why}"), f"{case}: {out.stderr}"
+        assert len(out.stderr.strip().splitlines()) == 1, f"{case}: more than one line: {out.stderr}"
+        for part in bad.split("."):
+            assert len(part) < 12 or part not in out.stderr, f"{case}: the token is in the message"
+    leeway = verify(mint(iat=int(time.time()) - 120, exp=int(time.time()) - 3), "--leeway-s", "30")
+    assert leeway.returncode == 0, leeway.stderr
+
+
+def test_verify_assertion_says_when_the_jwks_cannot_be_fetched(assertion_jwks):
+    token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsiLCJ0eXAiOiJKV1QifQ.e30.AA"  # {"alg":"EdDSA","kid":"k","typ":"JWT"}.{}
+    missing = f"http://127.0.0.1:{assertion_jwks.port}/nothing.json"
+    out = run("verify-assertion", "--jwks-url", missing, "--iss", GW_ISS, "--aud", GW_AUD, "--token", token)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"trustgate: JWKS fetch failed: GET {missing}: status 404"), out.stderr
+    usage = run("verify-assertion", "--jwks-url", "file:///etc/passwd", "--iss", GW_ISS, "--aud", GW_AUD,
+                "--token", token)
+    assert usage.returncode == 2 and "http:// or https://" in usage.stderr, usage.stderr

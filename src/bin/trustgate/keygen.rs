@@ -1,4 +1,6 @@
-//! `trustgate keygen` (a new signing key in three files) and `trustgate jwks` (public PEM files → a JWK Set).
+//! `trustgate keygen` (a new signing key in three files; with `--assertion`, the `signing_key` block of the
+//! filter's identity assertions, DESIGN.md "Identity assertions for the upstream") and `trustgate jwks` (public
+//! PEM files → a JWK Set).
 
 use crate::keys::{self, KeyType, PrivateKey};
 use crate::{CliError, Output};
@@ -19,9 +21,17 @@ use trustgate::formats::crypto::{Alg, VerifyKey};
                   PREFIX.jwks.json  a JWK Set with the public key only, with kid, alg and use (a jwt\n                    \
                   provider's keys.jwks, or what your JWKS URL serves)\n\n\
                   The kid defaults to the key's RFC 7638 thumbprint, which `sign jwt` also uses by default. \
-                  Existing files are not overwritten unless --force is given.",
-    after_help = "Example:\n  trustgate keygen --alg p256 --out keys/corp\n  \
-                  trustgate sign jwt --key keys/corp.key.pem --iss https://idp.example.com/ --sub alice --aud api"
+                  Existing files are not overwritten unless --force is given.\n\n\
+                  --assertion (EdDSA or ES256 keys) makes the key that signs the filter's identity assertions: \
+                  standard output is then JSON with \"signing_key\", the block for the config's \"assertion\" \
+                  (its pem is {\"env\": NAME}), and \"public_jwk\", the public key to move into \
+                  \"previous_keys\" when the next key replaces this one. The private key is never printed: it \
+                  is written to PREFIX.key.pem as always, and you load that file into the variable NAME \
+                  (export NAME=\"$(cat PREFIX.key.pem)\", a Kubernetes Secret, ...) that Envoy passes to the \
+                  Wasm VM (vm_config.environment_variables.host_env_keys). Notes go to standard error.",
+    after_help = "Examples:\n  trustgate keygen --alg p256 --out keys/corp\n  \
+                  trustgate sign jwt --key keys/corp.key.pem --iss https://idp.example.com/ --sub alice --aud api\n  \
+                  trustgate keygen --alg EdDSA --kid gw-2026-12 --assertion --out keys/gw-2026-12 > signing-key.json"
 )]
 pub struct KeygenArgs {
     /// The key type; a JWS algorithm name (ES256, RS256, PS256, EdDSA, ...) also pins the JWK's alg
@@ -39,7 +49,17 @@ pub struct KeygenArgs {
     /// Replace files that exist
     #[arg(long)]
     force: bool,
+    /// Print the assertion config's "signing_key" block and the public JWK as JSON (EdDSA or ES256 only)
+    #[arg(long)]
+    assertion: bool,
+    /// With --assertion: the environment variable the filter reads the private key PEM from
+    /// [default: TRUSTGATE_ASSERTION_KEY]
+    #[arg(long, value_name = "NAME", requires = "assertion")]
+    pem_env: Option<String>,
 }
+
+/// The variable `keygen --assertion` names in `signing_key.pem` unless `--pem-env` says otherwise.
+pub const ASSERTION_KEY_ENV: &str = "TRUSTGATE_ASSERTION_KEY";
 
 #[derive(Args)]
 #[command(
@@ -118,11 +138,9 @@ fn write_new(path: &Path, contents: &[u8], private: bool, force: bool) -> Result
     f.sync_all().map_err(fail)
 }
 
-pub fn keygen(a: &KeygenArgs) -> Output {
-    let (kind, pinned) = key_type(&a.alg)?;
-    if a.bits.is_some() && kind != KeyType::Rsa {
-        return Err(CliError::Usage("--bits is for RSA keys only".into()));
-    }
+/// `--out PREFIX` → the three files keygen writes, after checking none exists (unless `--force`) and the
+/// directory does.
+fn output_files(a: &KeygenArgs) -> Result<[PathBuf; 3], CliError> {
     if a.out.as_os_str().is_empty() || a.out.to_string_lossy().ends_with('/') {
         return Err(CliError::Usage(
             "--out: expected a file name prefix such as keys/corp (files keys/corp.key.pem, ... are written)"
@@ -150,6 +168,64 @@ pub fn keygen(a: &KeygenArgs) -> Output {
             )));
         }
     }
+    Ok(files)
+}
+
+/// With `--assertion`: the variable `signing_key.pem` names, after checking the key type is one assertions are
+/// signed with (Ed25519 → EdDSA, P-256 → ES256).
+fn assertion_env(a: &KeygenArgs, kind: KeyType) -> Result<Option<String>, CliError> {
+    if !a.assertion {
+        return Ok(None);
+    }
+    if !matches!(kind, KeyType::Ed25519 | KeyType::P256) {
+        return Err(CliError::Usage(format!(
+            "--assertion: assertions are signed with EdDSA (--alg EdDSA or ed25519) or ES256 (--alg ES256 or \
+             p256), not --alg {}",
+            a.alg
+        )));
+    }
+    let name = a.pem_env.as_deref().unwrap_or(ASSERTION_KEY_ENV);
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(CliError::Usage(format!(
+            "--pem-env {name:?}: expected an environment variable name (letters, digits and _, not starting \
+             with a digit)"
+        )));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// What `keygen --assertion` prints: the `signing_key` block of the filter's `assertion` config (the private
+/// key by reference to `env`) and the public JWK (`kid`, `alg`, `use`, no private member) that goes into
+/// `previous_keys` at the next rotation.
+pub fn assertion_block(public: &VerifyKey, kid: &str, env: &str) -> Result<Value, CliError> {
+    let alg = match public {
+        VerifyKey::Ed25519(_) => Alg::EdDSA,
+        VerifyKey::P256(_) => Alg::ES256,
+        other => {
+            return Err(CliError::Usage(format!(
+                "--assertion: a {} key cannot sign assertions (EdDSA or ES256 only)",
+                other.kind()
+            )))
+        }
+    };
+    Ok(json!({
+        "signing_key": { "alg": alg.name(), "kid": kid, "pem": { "env": env } },
+        "public_jwk": keys::public_jwk(public, kid, Some(alg))?,
+    }))
+}
+
+pub fn keygen(a: &KeygenArgs) -> Output {
+    let (kind, pinned) = key_type(&a.alg)?;
+    if a.bits.is_some() && kind != KeyType::Rsa {
+        return Err(CliError::Usage("--bits is for RSA keys only".into()));
+    }
+    let env = assertion_env(a, kind)?;
+    let files = output_files(a)?;
     let key = PrivateKey::generate(kind, a.bits.unwrap_or(2048))?;
     let public = key.public();
     let alg = pinned.unwrap_or_else(|| keys::default_alg(&public));
@@ -159,6 +235,10 @@ pub fn keygen(a: &KeygenArgs) -> Output {
         None => keys::thumbprint(&public)?,
     };
     let jwks = json!({ "keys": [keys::public_jwk(&public, &kid, Some(alg))?] });
+    let block = env
+        .as_deref()
+        .map(|env| assertion_block(&public, &kid, env))
+        .transpose()?;
     let [private_path, public_path, jwks_path] = &files;
     write_new(private_path, key.to_pkcs8_pem()?.as_bytes(), true, a.force)?;
     write_new(
@@ -173,28 +253,56 @@ pub fn keygen(a: &KeygenArgs) -> Output {
         false,
         a.force,
     )?;
-    let mut flags = if a.kid.is_some() {
-        format!(" --kid '{kid}'")
-    } else {
-        String::new()
-    };
-    if alg != keys::default_alg(&public) {
-        // A PEM file does not say which algorithm its JWK pins.
-        flags.push_str(&format!(" --alg {alg}"));
+    let head = format!("{} key, alg {alg}, kid {kid}", public.kind());
+    match (block, env) {
+        (Some(block), Some(env)) => {
+            eprintln!("{head}\n{}", assertion_notes(&files, &env));
+            Ok(keys::pretty(&block))
+        }
+        _ => {
+            let mut flags = if a.kid.is_some() {
+                format!(" --kid '{kid}'")
+            } else {
+                String::new()
+            };
+            if alg != keys::default_alg(&public) {
+                // A PEM file does not say which algorithm its JWK pins.
+                flags.push_str(&format!(" --alg {alg}"));
+            }
+            Ok(format!("{head}\n{}", key_notes(&files, &flags)))
+        }
     }
-    Ok(format!(
-        "{kind} key, alg {alg}, kid {kid}\n\
-         wrote {}  private key (PKCS#8 PEM, mode 0600): keep it secret, never put it in a filter config\n\
+}
+
+/// What keygen says about the files it wrote.
+fn key_notes([private, public, jwks]: &[PathBuf; 3], flags: &str) -> String {
+    format!(
+        "wrote {}  private key (PKCS#8 PEM, mode 0600): keep it secret, never put it in a filter config\n\
          wrote {}  public key (PEM): a jwt provider's \"keys\": {{\"pem\": \"...\"}}\n\
          wrote {}  JWK Set (public only): a jwt provider's \"keys\": {{\"jwks\": ...}}, or serve it as your JWKS URL\n\
          \n\
          mint a token:  trustgate sign jwt --key {}{flags} --iss ISSUER --sub SUBJECT --aud AUDIENCE",
-        private_path.display(),
-        public_path.display(),
-        jwks_path.display(),
-        private_path.display(),
-        kind = public.kind(),
-    ))
+        private.display(),
+        public.display(),
+        jwks.display(),
+        private.display(),
+    )
+}
+
+/// What `keygen --assertion` says on standard error: where the private key is and how it reaches the filter.
+fn assertion_notes([private, public, jwks]: &[PathBuf; 3], env: &str) -> String {
+    format!(
+        "wrote {}  private key (PKCS#8 PEM, mode 0600): the filter reads it from the variable {env}:\n\
+         \x20   export {env}=\"$(cat {})\"   (and list {env} in vm_config.environment_variables.host_env_keys)\n\
+         wrote {}  public key (PEM)\n\
+         wrote {}  JWK Set (public only): what the proxy serves at assertion.jwks_path with this key\n\
+         standard output: \"signing_key\" goes into the filter config's \"assertion\"; \"public_jwk\" goes into \
+         \"previous_keys\" when the next key replaces this one",
+        private.display(),
+        private.display(),
+        public.display(),
+        jwks.display(),
+    )
 }
 
 /// Every public key in a PEM text; a private key PEM gives its public half.
@@ -271,6 +379,8 @@ mod tests {
             kid: Some("k1".into()),
             out: dir.join("corp"),
             force: false,
+            assertion: false,
+            pem_env: None,
         };
         let out = keygen(&args).unwrap();
         assert!(out.contains("kid k1"), "{out}");
@@ -299,5 +409,117 @@ mod tests {
         };
         keygen(&forced).unwrap();
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Runs `trustgate keygen` with these arguments.
+    fn keygen_with(list: &[&str]) -> Output {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: KeygenArgs,
+        }
+        use clap::Parser as _;
+        keygen(
+            &T::try_parse_from(std::iter::once("keygen").chain(list.iter().copied()))
+                .unwrap()
+                .a,
+        )
+    }
+
+    /// The contract's `signing_key` (alg, kid, pem as `{"env": …}`) and a public JWK for `previous_keys`; the
+    /// private key is a PKCS#8 PEM file holding the same key, and never in the output.
+    #[test]
+    fn keygen_assertion_prints_the_signing_key_block() {
+        let dir = std::env::temp_dir().join(format!("tg-keygen-assertion-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        for (alg, want_alg, kty, env) in [
+            ("EdDSA", "EdDSA", "OKP", None),
+            ("p256", "ES256", "EC", Some("GW_KEY")),
+        ] {
+            let out = dir.join(want_alg);
+            let mut args = vec!["--alg", alg, "--kid", "gw-2026-12", "--assertion", "--out"];
+            args.push(out.to_str().unwrap());
+            if let Some(env) = env {
+                args.extend(["--pem-env", env]);
+            }
+            let printed = keygen_with(&args).unwrap();
+            let block: Value = serde_json::from_str(&printed).unwrap();
+            let env = env.unwrap_or(ASSERTION_KEY_ENV);
+            assert_eq!(
+                block["signing_key"],
+                json!({"alg": want_alg, "kid": "gw-2026-12", "pem": {"env": env}})
+            );
+            assert_eq!(block.as_object().unwrap().len(), 2, "{block}");
+            let jwk = &block["public_jwk"];
+            assert_eq!(jwk["kty"], kty);
+            assert_eq!(jwk["kid"], "gw-2026-12");
+            assert_eq!(jwk["alg"], want_alg);
+            for private in ["d", "p", "q", "k"] {
+                assert!(jwk.get(private).is_none(), "private member {private}");
+            }
+            let public = trustgate::formats::jwk::Jwk::from_value(jwk).unwrap();
+            let pem = fs::read_to_string(path_with(&out, ".key.pem")).unwrap();
+            assert!(
+                pem.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+                "not PKCS#8"
+            );
+            assert!(
+                !printed.contains(pem.lines().nth(1).unwrap()),
+                "the private key was printed"
+            );
+            let private = PrivateKey::from_pem(&pem, "k").unwrap();
+            assert_eq!(
+                keys::thumbprint(&private.public()).unwrap(),
+                keys::thumbprint(&public.key).unwrap()
+            );
+            // The JWK Set file holds the same public key.
+            let set: Value =
+                serde_json::from_slice(&fs::read(path_with(&out, ".jwks.json")).unwrap()).unwrap();
+            assert_eq!(set["keys"][0], *jwk);
+            // The block as printed is a working `assertion.signing_key`: the filter's compiler reads the key
+            // from the variable, and the JWKS it serves starts with this public JWK.
+            let config = json!({"rules": [{"require": "c"}],
+                "providers": {"c": {"api_key": {"clients": {"a": {"key_sha256": "00".repeat(32)}}}}},
+                "assertion": {"issuer": "https://gw", "audience": "app", "signing_key": block["signing_key"],
+                              "claims": {"sub": "${client.id}"}}});
+            let policy = trustgate::policy::config::compile_with_env(
+                config.to_string().as_bytes(),
+                &|name: &str| (name == env).then(|| pem.clone()),
+            )
+            .unwrap();
+            let served: Value = serde_json::from_str(&policy.assertion.unwrap().jwks_body).unwrap();
+            assert_eq!(served["keys"][0], *jwk);
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keygen_assertion_refuses_other_keys_and_bad_variable_names() {
+        let out = std::env::temp_dir().join(format!("tg-keygen-refused-{}", std::process::id()));
+        let out = out.to_str().unwrap();
+        for alg in ["rsa", "ES384", "PS256", "p384"] {
+            let e = keygen_with(&["--alg", alg, "--assertion", "--out", out]).unwrap_err();
+            assert!(
+                matches!(&e, CliError::Usage(m) if m.contains("EdDSA") && m.contains("ES256")),
+                "{e}"
+            );
+        }
+        for name in ["", "1KEY", "MY-KEY", "A B"] {
+            let e = keygen_with(&[
+                "--alg",
+                "EdDSA",
+                "--assertion",
+                "--pem-env",
+                name,
+                "--out",
+                out,
+            ])
+            .unwrap_err();
+            assert!(
+                matches!(&e, CliError::Usage(m) if m.contains("--pem-env")),
+                "{e}"
+            );
+        }
+        assert!(!Path::new(&format!("{out}.key.pem")).exists());
     }
 }

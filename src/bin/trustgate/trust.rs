@@ -11,14 +11,13 @@ use crate::{CliError, Output};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 use trustgate::decision::Reason;
 use trustgate::formats::crypto::Alg;
 use trustgate::formats::jwk::Jwk;
 use trustgate::formats::jwt::{JwtError, JwtRules, UntrustedJwt};
-use trustgate::state::jwks_cache::{self, FetchError, MAX_BODY_BYTES};
+use trustgate::state::jwks_cache::{self, FetchError};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeysForm {
@@ -162,54 +161,6 @@ fn note(msg: &str) {
 
 fn warn(msg: &str) {
     eprintln!("trustgate trust: warning: {msg}");
-}
-
-/// GET `url` as the filter's fetch would: no redirects, 200 only, at most 512 KiB.
-fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, CliError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .user_agent(concat!("trustgate-cli/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let fail = |why: String| CliError::Failure(format!("GET {url}: {why}"));
-    let mut resp = agent
-        .get(url)
-        .header("accept", "application/json")
-        .call()
-        .map_err(|e| fail(e.to_string()))?;
-    let status = resp.status().as_u16();
-    if (300..400).contains(&status) {
-        let to = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?")
-            .to_owned();
-        return Err(fail(format!(
-            "redirected ({status}) to {to}: the filter's fetches do not follow redirects, so use the final URL"
-        )));
-    }
-    if status != 200 {
-        return Err(fail(format!("status {status}, expected 200")));
-    }
-    let mut body = Vec::new();
-    resp.body_mut()
-        .as_reader()
-        .take(
-            u64::try_from(MAX_BODY_BYTES)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1),
-        )
-        .read_to_end(&mut body)
-        .map_err(|e| fail(format!("reading the body: {e}")))?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(fail(
-            "body over 512 KiB: the filter refuses documents that large".into(),
-        ));
-    }
-    Ok(body)
 }
 
 /// A provider name from the issuer's host: `login.example.com` → `login-example-com`.
@@ -488,7 +439,7 @@ fn discover(
     timeout: Duration,
 ) -> Result<Discovered, CliError> {
     let doc_url = format!("{}{doc_path}", iss_url.origin());
-    let doc_body = fetch(&doc_url, timeout)?;
+    let doc_body = crate::http::fetch(&doc_url, timeout)?;
     match jwks_cache::parse_discovery(&doc_body, issuer) {
         Ok(_) => {}
         Err(e @ FetchError::IssuerMismatch { .. }) => {
@@ -526,7 +477,7 @@ fn discover(
 
 /// Step 2. The key set, key by key, as the filter decodes it: the usable keys and the algorithms they fit.
 fn usable_keys(jwks_uri: &str, timeout: Duration) -> Result<(Vec<Jwk>, BTreeSet<Alg>), CliError> {
-    let jwks_body = fetch(jwks_uri, timeout)?;
+    let jwks_body = crate::http::fetch(jwks_uri, timeout)?;
     let parsed = jwks_cache::check_jwks(&jwks_body)
         .map_err(|e| CliError::Failure(format!("{jwks_uri}: {e}")))?;
     let raw: Value = serde_json::from_slice(&jwks_body).unwrap_or(Value::Null);
