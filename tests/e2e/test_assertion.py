@@ -426,6 +426,34 @@ def test_callers_never_share_and_one_caller_reuses(gw, upstream, idp):
     assert same, "a reused assertion is the same JWS"
 
 
+def test_callers_mapped_to_the_same_claims_never_share(envoy_bin, wasm, upstream, tmp_path_factory, idp, key_a):
+    """Two API-key clients whose assertion claims are identical (a literal sub): each still gets its own
+    assertion, because reuse is keyed on who satisfied the provider, not only on the claims."""
+    keys = {"svc-a": "api-key-TEST-ONLY-a-5e2b", "svc-b": "api-key-TEST-ONLY-b-91c0"}
+    cfg = filter_config(idp, key_a, claims={"sub": "service-account", "kind": "service"})
+    cfg["providers"]["keys"]["api_key"]["clients"] = {
+        name: {"key_sha256": hashlib.sha256(key.encode()).hexdigest()} for name, key in keys.items()
+    }
+    envoy = start_gateway(envoy_bin, wasm, tmp_path_factory.mktemp("assertion-callers"), cfg, key_a,
+                          upstream_port=upstream.port, name="assertion-callers")
+    conn = h.KeepAlive(envoy.port)
+    try:
+        got = []
+        for who in ("svc-a", "svc-b", "svc-a"):
+            upstream.clear()
+            resp = conn.request("/ci/deploy", [("Authorization", f"ApiKey {keys[who]}")])
+            assert resp.status == 200, resp.describe()
+            assert h.only_request(upstream).values("x-client-id") == [who]
+            got.append(unverified(the_assertion(upstream))[1])
+    finally:
+        conn.close()
+        envoy.stop()
+    assert [p["sub"] for p in got] == ["service-account"] * 3
+    a1, b, a2 = (p["jti"] for p in got)
+    assert b != a1, "two clients with the same claims shared an assertion"
+    assert a2 == a1, "the same client within a quarter lifetime: not reused"
+
+
 def test_an_assertion_is_reused_for_a_quarter_of_its_lifetime_only(gw_es, upstream, idp):
     """ttl_s 8: reused while now < iat + 2, then a new one (new jti, later iat)."""
     conn = h.KeepAlive(gw_es.port)
