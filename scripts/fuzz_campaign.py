@@ -33,12 +33,15 @@ TARGETS = ["jwt", "jwks", "config", "path", "template", "request", "hmac_header"
 
 
 def git_rev() -> str:
+    """The commit the targets are built from, `+dirty` when src/ or fuzz/ differ from it."""
     out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "fuzz/fuzz_targets"],
+                           capture_output=True, text=True).stdout.strip()
+    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
-def run_target(target: str, runs: int, seconds: int) -> dict:
-    """One libFuzzer run of `target`; its figures parsed from -print_final_stats."""
+def run_target(target: str, runs: int, seconds: int, rev: str) -> dict:
+    """One libFuzzer run of `target` (built from `rev`); its figures parsed from -print_final_stats."""
     started = time.monotonic()
     cmd = ["cargo", "+nightly", "fuzz", "run", target, "--",
            f"-runs={runs}", f"-max_total_time={seconds}", "-rss_limit_mb=2048", "-print_final_stats=1"]
@@ -59,7 +62,7 @@ def run_target(target: str, runs: int, seconds: int) -> dict:
         "exit": proc.returncode,
         "finding": finding,
         "artifact": artifact,
-        "commit": git_rev(),
+        "commit": rev,
         "date": dt.date.today().isoformat(),
     }
     if proc.returncode != 0 and not finding:
@@ -92,10 +95,13 @@ def main() -> int:
     if a.table:
         print(table(results))
         return 0
+    # The commit is read once, at build time: `cargo fuzz run` rebuilds a target whose sources changed, so keep
+    # the tree still while a campaign runs (a worktree of its own is the easy way).
+    rev = git_rev()
     subprocess.run(["cargo", "+nightly", "fuzz", "build"], cwd=FUZZ, check=True)
     bad = False
     with cf.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        for row in pool.map(lambda t: run_target(t, a.runs, a.seconds), a.targets):
+        for row in pool.map(lambda t: run_target(t, a.runs, a.seconds, rev), a.targets):
             results[row["target"]] = row
             bad |= row["finding"] is not None
             print(f"{row['target']}: {row['executions']:,} executions in {row['seconds']} s, "
