@@ -376,8 +376,9 @@ fn verify_signature(token: &UntrustedJwt<'_>, alg: Alg, keys: &[Jwk]) -> Result<
         return Err(JwtError::AlgNotAllowed);
     }
     let algorithm = JwsAlgorithm::<crate::formats::jws_algs::NoSigning>::new(alg);
-    // What jwt-compact's Validator checks first: the token names the algorithm it is verified with.
-    if algorithm.name() != token.alg() {
+    // What jwt-compact's Validator checks first: the token names the algorithm it is verified with (by one
+    // of its names: `Ed25519`, RFC 9864, is `EdDSA` here).
+    if Alg::from_name(token.alg()) != Some(alg) {
         return Err(JwtError::AlgNotAllowed);
     }
     let signature = JwsSignature::try_from_slice(token.token.signature_bytes())
