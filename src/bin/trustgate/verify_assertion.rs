@@ -312,6 +312,7 @@ pub fn verify(
         require_exp: false,
         clock_skew_s: i64::MAX / 4,
         max_lifetime_s: None,
+        typ: None,
     };
     let verified = signature_only
         .verify(&header.jwt, &keys, now)
@@ -349,6 +350,7 @@ fn check_claims(verified: &VerifiedJwt, expect: &Expect, now: i64) -> Result<(),
         require_exp: true,
         clock_skew_s: expect.leeway_s,
         max_lifetime_s: None,
+        typ: None,
     };
     rules.recheck(verified, now).map_err(|e| match e {
         JwtError::WrongIssuer => Refused::WrongIssuer {
