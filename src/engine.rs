@@ -2,7 +2,9 @@
 //! tree, render identity headers. Pure: the request, the policy and `now` in, a [`Decision`] out.
 //!
 //! The engine walks; it does not know how a credential is checked. Each provider of the tree is checked by
-//! its kind's module through [`crate::providers::Provider::check`].
+//! its kind's module through [`crate::providers::Provider::check`], then the claim conditions the requirement
+//! puts on it by [`crate::policy::claims`] (after every credential check, so a token that is not valid is
+//! 401 whatever its claims).
 //!
 //! A policy with an `assertion` block also answers `GET <jwks_path>` itself, and on an allowed `require` rule
 //! signs the identity assertion over the claims the satisfied providers mapped ([`assert_identity`]).
