@@ -35,7 +35,7 @@ def raw_literals(text: str) -> list[str]:
 
 def seeds() -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {t: [] for t in ("jwt", "jwks", "config", "path", "template", "request",
-                                                   "hmac_header", "signet", "httpsig", "cert")}
+                                                   "hmac_header", "signet", "httpsig", "cert", "claims")}
     texts = jvl_texts()
     for t in texts:
         for tok in re.findall(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*", t):
@@ -69,6 +69,17 @@ def seeds() -> dict[str, list[bytes]]:
     for t in ["human:${claims.sub}", "${claims.realm_access.roles}", '${claims["https://x.io/role"]}',
               "${claims.email:-none}", "${provider}/${rule}", "$${x}", "${claims.a.b.c:-}"]:
         out["template"].append(t.encode())
+    # Claim conditions, byte 0x01, claims: every value semantic (DESIGN.md "Claim conditions").
+    for conds, token_claims in [
+        ({"scope": ["orders:write"]}, {"scope": "openid orders:write"}),
+        ({"scp": {"any": ["a", "b"]}}, {"scp": ["b"]}),
+        ({"groups": {"any": ["admin", "ops"]}, "realm_access.roles": ["editor"]},
+         {"groups": "admin", "realm_access": {"roles": ["editor"]}}),
+        ({'["https://x.io/tier"]': ["gold"], "level": ["3"], "mfa": ["true"]},
+         {"https://x.io/tier": "gold", "level": 3, "mfa": True}),
+        ({"a.b[\"c.d\"].e": ["1"]}, {"a": {"b": {"c.d": {"e": [1, None, {}]}}}}),
+    ]:
+        out["claims"].append(json.dumps(conds).encode() + b"\x01" + json.dumps(token_claims).encode())
     for dn in ["CN=alice,O=Corp", r"CN=Smith\, John\+1,O=Corp", r"CN=J\C3\BCrgen", "CN=#0c03626f62",
                "CN=a+UID=7,O=x", r"O=x\,CN=admin,CN=bob", "2.5.4.3=bob", "CN=a,CN=b"]:
         out["cert"].append(dn.encode())

@@ -72,11 +72,17 @@ pub enum Reason {
     NoSubject,
     /// The assertion could not be issued (no randomness for its `jti`): fail closed.
     AssertionUnavailable,
+    /// A verified token lacks a scope its requirement names (`scope`/`scp` claim conditions; RFC 6750 §3.1).
+    InsufficientScope,
+    /// A verified token fails a claim condition of its requirement (other than `scope`/`scp`).
+    ClaimNotAllowed,
+    /// The token's JOSE `typ` is not one the provider accepts, or is `dpop+jwt` (RFC 8725 §3.11, RFC 9068 §4).
+    TypNotAllowed,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 40] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -114,6 +120,9 @@ impl Reason {
         Reason::CertNotAllowed,
         Reason::NoSubject,
         Reason::AssertionUnavailable,
+        Reason::InsufficientScope,
+        Reason::ClaimNotAllowed,
+        Reason::TypNotAllowed,
     ];
 
     /// The stable reason code.
@@ -156,6 +165,9 @@ impl Reason {
             Reason::CertNotAllowed => "certificate_not_allowed",
             Reason::NoSubject => "no_subject",
             Reason::AssertionUnavailable => "assertion_unavailable",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::ClaimNotAllowed => "claim_not_allowed",
+            Reason::TypNotAllowed => "typ_not_allowed",
         }
     }
 
@@ -175,7 +187,9 @@ impl Reason {
             | Reason::MethodNotAllowed
             | Reason::RuleNotAllowed
             | Reason::PurposeNotAllowed
-            | Reason::CertNotAllowed => 403,
+            | Reason::CertNotAllowed
+            | Reason::InsufficientScope
+            | Reason::ClaimNotAllowed => 403,
             Reason::RateLimited => 429,
             Reason::BodyTooLarge => 413,
             _ => 401,
@@ -193,6 +207,7 @@ impl Reason {
             | Reason::AssertionUnavailable => "temporarily_unavailable",
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "payload_too_large",
+            Reason::InsufficientScope => "insufficient_scope",
             r if r.status() == 403 => "forbidden",
             _ => "invalid_token",
         }
@@ -213,6 +228,7 @@ impl From<JwtError> for Reason {
             JwtError::LifetimeTooLong => Reason::LifetimeTooLong,
             JwtError::WrongIssuer => Reason::WrongIssuer,
             JwtError::WrongAudience => Reason::WrongAudience,
+            JwtError::TypNotAllowed => Reason::TypNotAllowed,
         }
     }
 }
@@ -276,6 +292,8 @@ pub struct Deny {
     pub schemes: Vec<Scheme>,
     /// Seconds for `Retry-After` (429).
     pub retry_after: Option<i64>,
+    /// The scopes an `insufficient_scope` refusal names in its challenge, space-separated.
+    pub scope: Option<String>,
 }
 
 impl Deny {
@@ -284,8 +302,21 @@ impl Deny {
         self.reason.status()
     }
 
-    /// The `WWW-Authenticate` values to send (401 only), one per scheme.
+    /// The `WWW-Authenticate` values to send, one per scheme: on 401, and on a 403 `insufficient_scope`
+    /// with the scopes the requirement names (RFC 6750 §3.1; config made them scope-tokens, never a quote).
     pub fn challenges(&self) -> Vec<String> {
+        if let (Reason::InsufficientScope, Some(scope)) = (self.reason, &self.scope) {
+            return self
+                .schemes
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} realm=\"trustgate\", error=\"insufficient_scope\", scope=\"{scope}\"",
+                        s.name()
+                    )
+                })
+                .collect();
+        }
         if self.status() != 401 {
             return Vec::new();
         }
@@ -358,6 +389,7 @@ mod tests {
             provider: None,
             schemes: vec![Scheme::Bearer],
             retry_after: None,
+            scope: None,
         };
         assert_eq!(
             d.challenges(),
@@ -372,5 +404,43 @@ mod tests {
         d.reason = Reason::NoRule;
         assert!(d.challenges().is_empty());
         assert_eq!(d.status(), 403);
+        d.reason = Reason::ClaimNotAllowed;
+        assert!(d.challenges().is_empty());
+        assert_eq!(
+            d.body(),
+            r#"{"error":"forbidden","reason":"claim_not_allowed"}"#
+        );
+        d.reason = Reason::TypNotAllowed;
+        assert_eq!(d.status(), 401);
+        assert_eq!(
+            d.challenges(),
+            vec!["Bearer realm=\"trustgate\", error=\"invalid_token\"".to_string()]
+        );
+    }
+
+    /// RFC 6750 §3.1: a token without the scope the resource needs is a 403 with `insufficient_scope` and the
+    /// `scope` attribute naming what is required.
+    #[test]
+    fn insufficient_scope_challenges_name_the_required_scopes() {
+        let d = Deny {
+            reason: Reason::InsufficientScope,
+            rule: None,
+            provider: None,
+            schemes: vec![Scheme::Bearer],
+            retry_after: None,
+            scope: Some("orders:write orders:read".into()),
+        };
+        assert_eq!(d.status(), 403);
+        assert_eq!(
+            d.challenges(),
+            vec![
+                "Bearer realm=\"trustgate\", error=\"insufficient_scope\", scope=\"orders:write orders:read\""
+                    .to_string()
+            ]
+        );
+        assert_eq!(
+            d.body(),
+            r#"{"error":"insufficient_scope","reason":"insufficient_scope"}"#
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! tree, render identity headers. Pure: the request, the policy and `now` in, a [`Decision`] out.
 //!
 //! The engine walks; it does not know how a credential is checked. Each provider of the tree is checked by
-//! its kind's module through [`crate::providers::Provider::check`].
+//! its kind's module through [`crate::providers::Provider::check`], then the claim conditions the requirement
+//! puts on it by [`crate::policy::claims`] (after every credential check, so a token that is not valid is
+//! 401 whatever its claims).
 //!
 //! A policy with an `assertion` block also answers `GET <jwks_path>` itself, and on an allowed `require` rule
 //! signs the identity assertion over the claims the satisfied providers mapped ([`assert_identity`]).
@@ -11,7 +13,9 @@
 //! request before calling [`decide`], whatever the outcome.
 
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Respond, Scheme};
+use crate::formats::jwt::VerifiedJwt;
 use crate::policy::assertion::Assertion;
+use crate::policy::claims::{Conditions, Unmet};
 use crate::policy::config::{Action, Policy, Requirement, Rule};
 use crate::policy::rules::{normalize_path, other_readings};
 use crate::providers::Cx;
@@ -35,11 +39,24 @@ struct Granted {
 }
 
 /// An unsatisfied requirement.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Refused {
     reason: Reason,
     provider: Option<usize>,
     retry_after: Option<i64>,
+    /// `insufficient_scope`: the scopes the challenge names.
+    scope: Option<String>,
+}
+
+impl Refused {
+    fn new(reason: Reason, provider: Option<usize>) -> Refused {
+        Refused {
+            reason,
+            provider,
+            retry_after: None,
+            scope: None,
+        }
+    }
 }
 
 /// Decides one request at `now` (unix seconds); remote key sets are read through `keys`; replay nonces and
@@ -134,27 +151,30 @@ pub fn decide(
     }
 }
 
-/// The denial for an unsatisfied rule: the reason, and the challenges of every scheme the rule accepts.
+/// The denial for an unsatisfied rule: the reason, and the challenges of every scheme the rule accepts (for
+/// `insufficient_scope`, only the scheme of the provider whose token lacked the scope).
 fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) -> Decision {
-    let mut schemes: Vec<Scheme> = requirement
-        .providers()
-        .iter()
-        .filter_map(|&i| policy.providers.get(i))
-        .filter_map(|p| p.kind.scheme())
-        .collect();
+    let failed = r.provider.and_then(|i| policy.providers.get(i));
+    let mut schemes: Vec<Scheme> = if r.scope.is_some() {
+        failed.and_then(|p| p.kind.scheme()).into_iter().collect()
+    } else {
+        requirement
+            .providers()
+            .iter()
+            .filter_map(|&i| policy.providers.get(i))
+            .filter_map(|p| p.kind.scheme())
+            .collect()
+    };
     schemes.sort();
     schemes.dedup();
-    let provider = r
-        .provider
-        .and_then(|i| policy.providers.get(i))
-        .map(|p| p.name.clone());
-    deny(
-        r.reason,
-        Some(rule.name.clone()),
-        provider,
+    Decision::Deny(Deny {
+        reason: r.reason,
+        rule: Some(rule.name.clone()),
+        provider: failed.map(|p| p.name.clone()),
         schemes,
-        r.retry_after,
-    )
+        retry_after: r.retry_after,
+        scope: r.scope,
+    })
 }
 
 /// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule. (For `HEAD` Envoy
@@ -212,67 +232,47 @@ fn deny(
         provider,
         schemes,
         retry_after,
+        scope: None,
     })
 }
 
-/// Walks the requirement tree: a provider is checked by its kind, `any` takes the first alternative that
-/// passes, `all` needs every one.
+/// Walks the requirement tree: a provider is checked by its kind (then its claim conditions), `any` takes
+/// the first alternative that passes, `all` needs every one.
+///
+/// An `any` that fails reports, in this order: an alternative that needs the body first (it may pass once the
+/// body is there); then the first whose credential verified but whose claim conditions failed (the caller is
+/// known, and the 403 says what it lacks; a credential refusal of another alternative, often the same token
+/// read by a provider of another issuer, says less); then the first credential that was presented and refused;
+/// then the first missing one.
 fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Granted, Refused> {
     match req_tree {
-        Requirement::Provider(i) => {
-            let p = policy.providers.get(*i).ok_or(Refused {
-                reason: Reason::NoRule,
-                provider: None,
-                retry_after: None,
-            })?;
-            p.check(*i, cx)
-                .map(|mut g| {
-                    g.ops.extend(
-                        p.upstream
-                            .iter()
-                            .map(|(n, v)| HeaderOp::Set(n.clone(), v.expose().to_owned())),
-                    );
-                    Granted {
-                        providers: vec![*i],
-                        callers: vec![g.caller],
-                        ops: g.ops,
-                        claims: g.claims.into_iter().collect(),
-                    }
-                })
-                .map_err(|f| Refused {
-                    reason: f.reason,
-                    provider: Some(*i),
-                    retry_after: f.retry_after,
-                })
+        Requirement::Provider(i, conditions) => {
+            satisfy_provider(policy, cx, *i, conditions.as_ref())
         }
         Requirement::Any(subs) => {
             let mut first_missing = None;
             let mut first_present = None;
+            let mut first_unmet = None;
             let mut body_needed = None;
             for s in subs {
                 match satisfy(policy, cx, s) {
                     Ok(g) => return Ok(g),
-                    // Another alternative may still pass once the body is there: ask for it first.
-                    Err(r) if r.reason == Reason::BodyRequired => {
-                        body_needed.get_or_insert(r);
-                    }
-                    Err(r) if r.reason == Reason::Missing => {
-                        first_missing.get_or_insert(r);
-                    }
                     Err(r) => {
-                        first_present.get_or_insert(r);
+                        let slot = match r.reason {
+                            Reason::BodyRequired => &mut body_needed,
+                            Reason::Missing => &mut first_missing,
+                            Reason::InsufficientScope | Reason::ClaimNotAllowed => &mut first_unmet,
+                            _ => &mut first_present,
+                        };
+                        slot.get_or_insert(r);
                     }
                 }
             }
-            // A credential that was presented and refused says more than the absence of another one.
             Err(body_needed
+                .or(first_unmet)
                 .or(first_present)
                 .or(first_missing)
-                .unwrap_or(Refused {
-                    reason: Reason::Missing,
-                    provider: None,
-                    retry_after: None,
-                }))
+                .unwrap_or(Refused::new(Reason::Missing, None)))
         }
         Requirement::All(subs) => {
             let mut all = Granted::default();
@@ -288,4 +288,42 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
             Ok(all)
         }
     }
+}
+
+/// Provider `i`: its kind checks the credential, then its verified claims must meet `conditions`.
+fn satisfy_provider(
+    policy: &Policy,
+    cx: &Cx<'_>,
+    i: usize,
+    conditions: Option<&Conditions>,
+) -> Result<Granted, Refused> {
+    let p = policy
+        .providers
+        .get(i)
+        .ok_or(Refused::new(Reason::NoRule, None))?;
+    let mut g = p.check(i, cx).map_err(|f| Refused {
+        retry_after: f.retry_after,
+        ..Refused::new(f.reason, Some(i))
+    })?;
+    if let Some(c) = conditions {
+        c.check(g.token.as_deref().map(VerifiedJwt::claims))
+            .map_err(|unmet| match unmet {
+                Unmet::Scope(scope) => Refused {
+                    scope: Some(scope),
+                    ..Refused::new(Reason::InsufficientScope, Some(i))
+                },
+                Unmet::Claim => Refused::new(Reason::ClaimNotAllowed, Some(i)),
+            })?;
+    }
+    g.ops.extend(
+        p.upstream
+            .iter()
+            .map(|(n, v)| HeaderOp::Set(n.clone(), v.expose().to_owned())),
+    );
+    Ok(Granted {
+        providers: vec![i],
+        callers: vec![g.caller],
+        ops: g.ops,
+        claims: g.claims.into_iter().collect(),
+    })
 }

@@ -6,10 +6,11 @@
 //! Module map, from the host down (the core has no proxy-wasm dependency and runs natively in `cargo test`):
 //! - `host` (wasm32 only): the proxy-wasm adapter; the only module that imports `proxy_wasm`. It snapshots a
 //!   request into a [`request::RequestView`], calls [`engine::decide`], applies the [`decision::Decision`].
-//! - [`engine`]: the walk of one request: path → rule → requirement tree → provider checks → identity
+//! - [`engine`]: the walk of one request: path → rule → requirement tree → provider checks (and claim conditions) → identity
 //!   headers → [`decision::Decision`] (reason codes, statuses, challenges).
 //! - [`policy`]: [`policy::config`] (the JSON contract → an immutable [`policy::config::Policy`]),
-//!   [`policy::rules`] (path normalization, host/path/method matching), [`policy::template`] (`${claims.sub}`),
+//!   [`policy::rules`] (path normalization, host/path/method matching), [`policy::claims`] (a requirement's
+//!   claim conditions on a verified token), [`policy::template`] (`${claims.sub}`),
 //!   [`policy::assertion`] (the signed identity assertion for the upstream and the JWKS the proxy serves).
 //! - [`providers`]: one module per provider kind (`jwt`, `hmac`, `api_key`, `signet`, `http_signature`,
 //!   `mtls`), each owning its raw config, compile step, request check and template facts, behind the

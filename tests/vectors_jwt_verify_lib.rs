@@ -375,6 +375,7 @@ fn rules(audiences: &[&str], skew: i64) -> JwtRules {
         require_exp: false,
         clock_skew_s: skew,
         max_lifetime_s: None,
+        typ: None,
     }
 }
 

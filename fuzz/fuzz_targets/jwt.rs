@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         require_exp: false,
         clock_skew_s: 60,
         max_lifetime_s: None,
+        typ: None,
     };
     let _ = rules.verify(&token, &keys, 1_800_000_000);
 });

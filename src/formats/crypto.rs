@@ -59,8 +59,12 @@ impl Alg {
     ];
 
     /// The algorithm named by a JWS `alg` value (case-sensitive, as RFC 7515 says). `None` for `none` and for
-    /// everything unsupported.
+    /// everything unsupported. RFC 9864's fully-specified `Ed25519` is [`Alg::EdDSA`] (the only EdDSA curve
+    /// verified here), in tokens, JWK `alg` members and the providers' `algorithms` alike.
     pub fn from_name(name: &str) -> Option<Alg> {
+        if name == "Ed25519" {
+            return Some(Alg::EdDSA);
+        }
         Alg::ALL.into_iter().find(|a| a.name() == name)
     }
 
@@ -586,6 +590,17 @@ mod tests {
         assert_eq!(Alg::from_name("NONE"), None);
         assert_eq!(Alg::from_name("es256"), None);
         assert_eq!(Alg::from_name("ES512"), None);
+    }
+
+    /// RFC 9864 §2.2: `Ed25519` is the fully-specified name of EdDSA over Ed25519, the only EdDSA verified
+    /// here; `Ed448` and other spellings are not.
+    #[test]
+    fn rfc9864_ed25519_names_eddsa() {
+        assert_eq!(Alg::from_name("Ed25519"), Some(Alg::EdDSA));
+        assert_eq!(Alg::EdDSA.name(), "EdDSA");
+        for other in ["Ed448", "ed25519", "ED25519", "EdDSA25519"] {
+            assert_eq!(Alg::from_name(other), None, "{other}");
+        }
     }
 
     #[test]

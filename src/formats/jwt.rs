@@ -21,6 +21,7 @@
 //! | `crit` present (RFC 7515 §4.1.11; also refuses `b64: false`) | `Malformed` | [`UntrustedJwt::parse`], on the header's other members |
 //! | payload not a JSON object, duplicate claim | `Malformed` | `decode_object` (`StrictObject`) |
 //! | `iss`/`sub`/`jti` not strings, `aud` not a string or array of strings, `exp`/`nbf`/`iat` not numbers in `[0, 9999-12-31]` | `Malformed` | `check_registered_claims` |
+//! | `typ` outside the provider's `typ` list (case-insensitive, `application/` ignored; absent fails a list), or `dpop+jwt` | `TypNotAllowed` | [`JwtRules::verify`] (`check_typ`) |
 //! | `alg` `none`, unknown, or outside the provider's list | `AlgNotAllowed` | [`JwtRules::verify`] / `recheck` (`check_claims`) |
 //! | `iss`, `exp` (+skew), `nbf` (−skew), `exp` required, lifetime, `aud` | their own | `check_claims`, at the caller's `now` |
 //! | `kid` given: only keys with that `kid` or none (no fallback to others) | `UnknownKid` | `verify_signature` |
@@ -90,6 +91,8 @@ pub enum JwtError {
     WrongIssuer,
     /// No `aud` value is one of the provider's audiences.
     WrongAudience,
+    /// The header's `typ` is not one the provider lists (or absent where it lists some), or is `dpop+jwt`.
+    TypNotAllowed,
 }
 
 /// A JSON object that refuses duplicate member names (two parsers must never disagree on `sub`). Also the
@@ -191,7 +194,24 @@ impl<'t> UntrustedJwt<'t> {
     pub fn kid(&self) -> Option<&str> {
         self.token.header().key_id.as_deref()
     }
+
+    /// The unverified `typ` header value.
+    pub fn typ(&self) -> Option<&str> {
+        self.token.header().token_type.as_deref()
+    }
 }
+
+/// A JOSE `typ` as compared (RFC 7515 §4.1.9): ASCII lower case, an `application/` prefix left out.
+pub fn typ_key(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+/// The `typ` of a DPoP proof (RFC 9449 §4.2), never an access token's (RFC 8725 §3.11).
+pub const DPOP_TYP: &str = "dpop+jwt";
 
 /// A token whose signature and claims passed a provider's [`JwtRules`].
 #[derive(Debug, Clone)]
@@ -231,6 +251,8 @@ pub struct JwtRules {
     pub clock_skew_s: i64,
     /// Longest accepted `exp - iat` (or `exp - now` without `iat`).
     pub max_lifetime_s: Option<i64>,
+    /// The accepted `typ` values as [`typ_key`]s (RFC 9068 §4: `at+jwt`); `None`: any `typ` but `dpop+jwt`.
+    pub typ: Option<Vec<String>>,
 }
 
 /// Latest accepted NumericDate: 9999-12-31T23:59:59Z. Anything later is a generator bug or an attack on the
@@ -277,6 +299,7 @@ impl JwtRules {
         keys: &[Jwk],
         now: i64,
     ) -> Result<VerifiedJwt, JwtError> {
+        self.check_typ(token.typ())?;
         let (alg, exp) = self.check_claims(token.alg(), &token.claims, now)?;
         verify_signature(token, alg, keys)?;
         Ok(VerifiedJwt {
@@ -284,6 +307,24 @@ impl JwtRules {
             alg,
             exp,
         })
+    }
+
+    /// Explicit typing (RFC 8725 §3.11, RFC 9068 §4): the header's `typ` is one of the listed ones (absent fails
+    /// a list); without a list any `typ` passes but a DPoP proof's. Not part of [`Self::recheck`]: the header
+    /// does not change, and a cached token was verified by these same rules.
+    fn check_typ(&self, typ: Option<&str>) -> Result<(), JwtError> {
+        let key = typ.map(typ_key);
+        let ok = match (&self.typ, key) {
+            (_, Some(k)) if k == DPOP_TYP => false,
+            (None, _) => true,
+            (Some(list), Some(k)) => list.contains(&k),
+            (Some(_), None) => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(JwtError::TypNotAllowed)
+        }
     }
 
     /// Checks a token verified earlier (by these rules, with keys of the current version) again at `now`:
@@ -376,8 +417,9 @@ fn verify_signature(token: &UntrustedJwt<'_>, alg: Alg, keys: &[Jwk]) -> Result<
         return Err(JwtError::AlgNotAllowed);
     }
     let algorithm = JwsAlgorithm::<crate::formats::jws_algs::NoSigning>::new(alg);
-    // What jwt-compact's Validator checks first: the token names the algorithm it is verified with.
-    if algorithm.name() != token.alg() {
+    // What jwt-compact's Validator checks first: the token names the algorithm it is verified with (by one
+    // of its names: `Ed25519`, RFC 9864, is `EdDSA` here).
+    if Alg::from_name(token.alg()) != Some(alg) {
         return Err(JwtError::AlgNotAllowed);
     }
     let signature = JwsSignature::try_from_slice(token.token.signature_bytes())

@@ -10,7 +10,7 @@ use crate::formats::jwk::Jwk;
 use crate::formats::signing_key::{SignAlg, SigningKey};
 use crate::policy::config::{err, header_name, ConfigError};
 use crate::policy::rules::normalize_path;
-use crate::policy::template::{Facts, RenderError, Root, Template, Var};
+use crate::policy::template::{claim_var, Facts, RenderError, Root, Template, Var};
 use crate::providers::jwk_error_at;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -241,28 +241,6 @@ fn compile_claims(
         out.push((name.clone(), source));
     }
     Ok(out)
-}
-
-/// `realm_access.roles` or `["https://x.io/role"]` → the variable `claims.…`.
-fn claim_var(path: &str) -> Result<Var, crate::policy::template::TemplateError> {
-    if path.contains(['}', '$']) {
-        return Err(crate::policy::template::TemplateError::BadPath(
-            path.to_owned(),
-        ));
-    }
-    let text = if path.starts_with('[') {
-        format!("${{claims{path}}}")
-    } else {
-        format!("${{claims.{path}}}")
-    };
-    let t = Template::parse(&text)?;
-    let vars: Vec<&Var> = t.vars().collect();
-    match vars.as_slice() {
-        [v] if v.default.is_none() => Ok((*v).clone()),
-        _ => Err(crate::policy::template::TemplateError::BadPath(
-            path.to_owned(),
-        )),
-    }
 }
 
 impl Assertion {

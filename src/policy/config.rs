@@ -7,6 +7,7 @@
 //! Unknown fields are refused everywhere except inside JWKs (RFC 7517 asks readers to ignore them).
 
 use crate::policy::assertion::{Assertion, RawAssertion};
+use crate::policy::claims::Conditions;
 use crate::policy::rules::{normalize_path, HostMatch, Match};
 use crate::policy::template::{Root, Template};
 use crate::providers::{Provider, RawProvider};
@@ -186,7 +187,8 @@ pub enum Action {
 /// A requirement tree over provider indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
-    Provider(usize),
+    /// A provider's credential, and the claim conditions its verified token must meet (`None`: any token).
+    Provider(usize, Option<Conditions>),
     Any(Vec<Requirement>),
     All(Vec<Requirement>),
 }
@@ -195,7 +197,7 @@ impl Requirement {
     /// Provider indexes in the tree, in order.
     pub fn providers(&self) -> Vec<usize> {
         match self {
-            Requirement::Provider(i) => vec![*i],
+            Requirement::Provider(i, _) => vec![*i],
             Requirement::Any(v) | Requirement::All(v) => {
                 v.iter().flat_map(Self::providers).collect()
             }
@@ -460,11 +462,10 @@ fn compile_strip(
 
 /// `rules`, in order: unique names, at least one; every rule a client names exists.
 fn compile_rules(raw: &[RawRule], providers: &[Provider]) -> Result<Vec<Rule>, ConfigError> {
-    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let mut rules = Vec::new();
     let mut seen_names = Vec::new();
     for (i, r) in raw.iter().enumerate() {
-        let rule = compile_rule(&format!("rules[{i}]"), i, r, &names)?;
+        let rule = compile_rule(&format!("rules[{i}]"), i, r, providers)?;
         if seen_names.contains(&rule.name) {
             return err(
                 format!("rules[{i}].name"),
@@ -581,18 +582,19 @@ pub(crate) fn compile_upstream(
     Ok(out)
 }
 
-fn compile_requirement(path: &str, v: &Value, names: &[&str]) -> Result<Requirement, ConfigError> {
+/// A requirement at `path`: a provider name, `{"provider": NAME, "claims": {…}}`, `{"any": […]}` or
+/// `{"all": […]}` (nestable).
+fn compile_requirement(
+    path: &str,
+    v: &Value,
+    providers: &[Provider],
+) -> Result<Requirement, ConfigError> {
     match v {
-        Value::String(name) => match names.iter().position(|n| n == name) {
-            Some(i) => Ok(Requirement::Provider(i)),
-            None => err(
-                path,
-                format!(
-                    "unknown provider {name:?}, expected one of: {}",
-                    names.join(", ")
-                ),
-            ),
-        },
+        Value::String(name) => Ok(Requirement::Provider(
+            provider_index(path, name, providers)?,
+            None,
+        )),
+        Value::Object(m) if m.contains_key("provider") => conditional(path, m, providers),
         Value::Object(m) if m.len() == 1 => {
             let (op, list) = m.iter().next().ok_or_else(|| ConfigError {
                 path: path.to_owned(),
@@ -607,7 +609,7 @@ fn compile_requirement(path: &str, v: &Value, names: &[&str]) -> Result<Requirem
             let subs = items
                 .iter()
                 .enumerate()
-                .map(|(i, it)| compile_requirement(&format!("{path}.{op}[{i}]"), it, names))
+                .map(|(i, it)| compile_requirement(&format!("{path}.{op}[{i}]"), it, providers))
                 .collect::<Result<Vec<_>, _>>()?;
             match op.as_str() {
                 "any" => Ok(Requirement::Any(subs)),
@@ -620,16 +622,72 @@ fn compile_requirement(path: &str, v: &Value, names: &[&str]) -> Result<Requirem
         }
         _ => err(
             path,
-            "expected a provider name, {\"any\": [...]} or {\"all\": [...]}",
+            "expected a provider name, {\"provider\": NAME, \"claims\": {...}}, {\"any\": [...]} or {\"all\": [...]}",
         ),
     }
+}
+
+/// The index of provider `name` (named at `path`).
+fn provider_index(path: &str, name: &str, providers: &[Provider]) -> Result<usize, ConfigError> {
+    match providers.iter().position(|p| p.name == name) {
+        Some(i) => Ok(i),
+        None => err(
+            path,
+            format!(
+                "unknown provider {name:?}, expected one of: {}",
+                providers
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
+}
+
+/// `{"provider": NAME, "claims": {…}}` at `path`: conditions only on a kind whose credential has claims.
+fn conditional(
+    path: &str,
+    m: &serde_json::Map<String, Value>,
+    providers: &[Provider],
+) -> Result<Requirement, ConfigError> {
+    if let Some(k) = m.keys().find(|k| *k != "provider" && *k != "claims") {
+        return err(
+            format!("{path}.{k}"),
+            "unknown field, expected \"provider\" and \"claims\"",
+        );
+    }
+    let Some(Value::String(name)) = m.get("provider") else {
+        return err(format!("{path}.provider"), "expected a provider name");
+    };
+    let index = provider_index(&format!("{path}.provider"), name, providers)?;
+    let Some(raw) = m.get("claims") else {
+        return Ok(Requirement::Provider(index, None));
+    };
+    let cpath = format!("{path}.claims");
+    match providers.get(index).map(|p| &p.kind) {
+        Some(kind) if kind.has_claims() => {}
+        kind => {
+            return err(
+                cpath,
+                format!(
+                    "{name:?} is a {} provider, whose credential has no claims; claim conditions need a jwt provider",
+                    kind.map_or("?", |k| k.label())
+                ),
+            )
+        }
+    }
+    Ok(Requirement::Provider(
+        index,
+        Some(Conditions::compile(&cpath, raw)?),
+    ))
 }
 
 fn compile_rule(
     path: &str,
     index: usize,
     r: &RawRule,
-    names: &[&str],
+    providers: &[Provider],
 ) -> Result<Rule, ConfigError> {
     let name = match &r.name {
         Some(n) if is_metric_name(n) => n.clone(),
@@ -680,9 +738,11 @@ fn compile_rule(
         methods.push(meth.to_ascii_uppercase());
     }
     let action = match (&r.require, &r.allow) {
-        (Some(req), None) => {
-            Action::Require(compile_requirement(&format!("{path}.require"), req, names)?)
-        }
+        (Some(req), None) => Action::Require(compile_requirement(
+            &format!("{path}.require"),
+            req,
+            providers,
+        )?),
         (None, Some(a)) if a == "public" => Action::Public,
         (None, Some(a)) => {
             return err(

@@ -1,8 +1,9 @@
 //! The policy: the config compiled once at configure time ([`config`]), the rule matching it drives
-//! ([`rules`]), the identity header templates ([`template`]) and the identity assertion issued to the upstream
-//! ([`assertion`]).
+//! ([`rules`]), the claim conditions a requirement may put on a verified token ([`claims`]), the identity
+//! header templates ([`template`]) and the identity assertion issued to the upstream ([`assertion`]).
 
 pub mod assertion;
+pub mod claims;
 pub mod config;
 pub mod rules;
 pub mod template;

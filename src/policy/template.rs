@@ -243,6 +243,25 @@ pub fn render_value(v: &Value) -> String {
     }
 }
 
+/// A claim PATH as claim conditions and assertion claims write it (`realm_access.roles`,
+/// `["https://x.io/role"]`, `scope`) → the variable `claims.…` it names. No `${`, `}` or `:-default`.
+pub fn claim_var(path: &str) -> Result<Var, TemplateError> {
+    if path.contains(['}', '$']) {
+        return Err(TemplateError::BadPath(path.to_owned()));
+    }
+    let text = if path.starts_with('[') {
+        format!("${{claims{path}}}")
+    } else {
+        format!("${{claims.{path}}}")
+    };
+    let t = Template::parse(&text)?;
+    let vars: Vec<&Var> = t.vars().collect();
+    match vars.as_slice() {
+        [v] if v.default.is_none() => Ok((*v).clone()),
+        _ => Err(TemplateError::BadPath(path.to_owned())),
+    }
+}
+
 /// Walks `path` down a JSON value.
 pub fn walk<'v>(mut v: &'v Value, path: &[String]) -> Option<&'v Value> {
     for seg in path {

@@ -7,7 +7,7 @@ use super::{find_one, grant, Cx, Fail, Named, Provider};
 use crate::decision::Reason;
 use crate::formats::crypto::Alg;
 use crate::formats::jwk::Jwk;
-use crate::formats::jwt::{JwtRules, UntrustedJwt, VerifiedJwt};
+use crate::formats::jwt::{typ_key, JwtRules, UntrustedJwt, VerifiedJwt, DPOP_TYP};
 use crate::policy::config::{compile_headers, err, header_name, ConfigError};
 use crate::policy::template::{walk, Facts, Root, Template};
 use crate::providers::extract::TokenSource;
@@ -35,6 +35,8 @@ pub(crate) struct RawJwt {
     require_exp: bool,
     #[serde(default)]
     max_lifetime_s: Option<u32>,
+    #[serde(default)]
+    typ: Option<Vec<String>>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -111,6 +113,11 @@ pub(super) fn compile(
             require_exp: j.require_exp,
             clock_skew_s: i64::from(j.clock_skew_s.unwrap_or(60)),
             max_lifetime_s: j.max_lifetime_s.map(i64::from),
+            typ: j
+                .typ
+                .as_deref()
+                .map(|list| compile_typ(&format!("{path}.typ"), list))
+                .transpose()?,
         },
         keys,
         from,
@@ -163,6 +170,34 @@ fn compile_algorithms(
         algs.push(alg);
     }
     Ok(algs)
+}
+
+/// `typ` (at `path`): the accepted JOSE `typ` values, as compared ([`typ_key`]); never `dpop+jwt`.
+fn compile_typ(path: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
+    if list.is_empty() {
+        return err(
+            path,
+            "expected at least one typ (e.g. [\"at+jwt\"]), or leave the field out to accept any",
+        );
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, t) in list.iter().enumerate() {
+        let key = typ_key(t);
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return err(
+                format!("{path}[{i}]"),
+                format!("{t:?} is not a media type, expected e.g. \"at+jwt\" or \"JWT\""),
+            );
+        }
+        if key == DPOP_TYP {
+            return err(
+                format!("{path}[{i}]"),
+                "dpop+jwt is a DPoP proof's typ, never an access token's (RFC 8725 §3.11)",
+            );
+        }
+        out.push(key);
+    }
+    Ok(out)
 }
 
 fn compile_from(path: &str, f: &RawFrom) -> Result<TokenSource, ConfigError> {
@@ -247,7 +282,9 @@ impl JwtProvider {
             Some(Value::String(s)) => format!("sub:{s}"),
             _ => Value::Object(verified.claims().clone()).to_string(),
         };
-        grant(p, cx, &caller, &facts, [found.remove], self.forward)
+        let mut g = grant(p, cx, &caller, &facts, [found.remove], self.forward)?;
+        g.token = Some(verified);
+        Ok(g)
     }
 }
 

@@ -164,6 +164,12 @@ impl ProviderKind {
         }
     }
 
+    /// True when a verified credential of this kind has claims that a requirement's claim conditions can
+    /// read ([`crate::policy::claims`]): `jwt` only.
+    pub fn has_claims(&self) -> bool {
+        matches!(self, ProviderKind::Jwt(_))
+    }
+
     /// The clients of a signed-request or API-key provider.
     pub fn clients(&self) -> &[clients::Client] {
         match self {
@@ -269,6 +275,8 @@ pub struct Grant {
     pub claims: Vec<(String, Value)>,
     /// Who presented the credential (part of the assertion reuse key); empty without an assertion.
     pub caller: String,
+    /// The verified token (`jwt`), whose claims the requirement's claim conditions read.
+    pub token: Option<Rc<crate::formats::jwt::VerifiedJwt>>,
 }
 
 /// Why one provider refused: the reason, and for 429 when to retry.
@@ -337,6 +345,7 @@ fn grant(
         ops,
         claims,
         caller,
+        token: None,
     })
 }
 

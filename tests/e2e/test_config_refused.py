@@ -57,7 +57,25 @@ CASES = {
         lambda: _config(assertion=_assertion_key_from_unset_env()),
         'assertion.signing_key.pem: environment variable "TRUSTGATE_E2E_UNSET_ASSERTION_KEY" is not set',
     ),
+    # Claim conditions on a kind without claims, a scope value that is two scopes, a DPoP proof's typ as an
+    # access token's (issue 15).
+    "conditions-on-api-key": (
+        lambda: {"providers": {"ci": {"api_key": {"clients": {"ci": {"key_sha256": "00" * 32}}}}},
+                 "rules": [{"match": {}, "require": {"provider": "ci", "claims": {"sub": ["ci"]}}}]},
+        "rules[0].require.claims",
+    ),
+    "scope-with-a-space": (
+        lambda: _config(rules=[{"match": {}, "require": {"any": [{"provider": "corp", "claims": {"scope": ["a b"]}}]}}]),
+        "rules[0].require.any[0].claims.scope[0]",
+    ),
+    "dpop-typ": (lambda: _with_typ(["at+jwt", "DPoP+JWT"]), "providers.corp.jwt.typ[1]"),
 }
+
+
+def _with_typ(typ: list) -> dict:
+    cfg = _config()
+    cfg["providers"]["corp"]["jwt"]["typ"] = typ
+    return cfg
 
 # What Envoy 1.40 logs when on_configure returns false for a static listener, after the filter's own line.
 ENVOY_REFUSAL = "Unable to create Wasm plugin trustgate"

@@ -67,7 +67,7 @@ impl Keys {
                     p256::ecdsa::signature::Signer::sign(&self.es256, msg);
                 s.to_bytes().to_vec()
             }
-            "EdDSA" => self.ed25519.sign(msg).to_bytes().to_vec(),
+            "EdDSA" | "Ed25519" => self.ed25519.sign(msg).to_bytes().to_vec(),
             "RS256" => self
                 .rsa
                 .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg))

@@ -267,6 +267,7 @@ fn check(token: &str, alg: Alg, kid: Option<String>, key: VerifyKey) -> Result<(
         require_exp: false,
         clock_skew_s: i64::MAX / 4,
         max_lifetime_s: None,
+        typ: None,
     };
     let now = crate::now()?;
     rules

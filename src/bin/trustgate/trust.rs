@@ -254,6 +254,7 @@ fn check_token(
         require_exp: true,
         clock_skew_s: 60,
         max_lifetime_s: None,
+        typ: None,
     };
     match rules.verify(&parsed, keys, now) {
         Ok(v) => {

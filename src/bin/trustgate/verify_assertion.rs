@@ -17,7 +17,7 @@ use std::time::Duration;
 use trustgate::decision::Reason;
 use trustgate::formats::crypto::Alg;
 use trustgate::formats::jwk::{parse_jwks_value, Jwk};
-use trustgate::formats::jwt::{JwtError, JwtRules, UntrustedJwt, VerifiedJwt};
+use trustgate::formats::jwt::{typ_key, JwtError, JwtRules, UntrustedJwt, VerifiedJwt};
 
 #[derive(Args)]
 #[command(
@@ -225,20 +225,12 @@ impl<'t> Header<'t> {
     /// Parses `token` with the library and checks its header.
     pub fn check(token: &'t str) -> Result<Self, Refused> {
         let jwt = UntrustedJwt::parse(token).map_err(|e| not_a_jws(token, e))?;
-        // The library's parse accepted the token, so jwt-compact reads the header again; only `typ` is needed.
-        let typ = jwt_compact::UntrustedToken::new(token)
-            .map_err(|_| Refused::NotAJws("its header is not a JWS header"))?
-            .header()
-            .token_type
-            .clone();
+        let typ = jwt.typ().map(str::to_owned);
         let alg = Alg::from_name(jwt.alg())
             .filter(|a| ASSERTION_ALGS.contains(a))
             .ok_or_else(|| Refused::Alg(jwt.alg().to_owned()))?;
         // RFC 7515 §4.1.9: compared case-insensitively, the "application/" prefix may be left out.
-        let is_jwt = typ.as_deref().is_some_and(|t| {
-            let t = t.to_ascii_lowercase();
-            t == "jwt" || t == "application/jwt"
-        });
+        let is_jwt = typ.as_deref().is_some_and(|t| typ_key(t) == "jwt");
         if !is_jwt {
             return Err(Refused::Typ(typ));
         }
@@ -312,6 +304,7 @@ pub fn verify(
         require_exp: false,
         clock_skew_s: i64::MAX / 4,
         max_lifetime_s: None,
+        typ: None,
     };
     let verified = signature_only
         .verify(&header.jwt, &keys, now)
@@ -349,6 +342,7 @@ fn check_claims(verified: &VerifiedJwt, expect: &Expect, now: i64) -> Result<(),
         require_exp: true,
         clock_skew_s: expect.leeway_s,
         max_lifetime_s: None,
+        typ: None,
     };
     rules.recheck(verified, now).map_err(|e| match e {
         JwtError::WrongIssuer => Refused::WrongIssuer {
