@@ -11,6 +11,7 @@
 //! request before calling [`decide`], whatever the outcome.
 
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Respond, Scheme};
+use crate::formats::crypto::Alg;
 use crate::policy::assertion::Assertion;
 use crate::policy::config::{Action, Policy, Requirement, Rule};
 use crate::policy::rules::{normalize_path, other_readings};
@@ -136,25 +137,36 @@ pub fn decide(
 
 /// The denial for an unsatisfied rule: the reason, and the challenges of every scheme the rule accepts.
 fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) -> Decision {
-    let mut schemes: Vec<Scheme> = requirement
-        .providers()
-        .iter()
-        .filter_map(|&i| policy.providers.get(i))
-        .filter_map(|p| p.kind.scheme())
-        .collect();
+    let providers = || {
+        requirement
+            .providers()
+            .into_iter()
+            .filter_map(|i| policy.providers.get(i))
+    };
+    let mut schemes: Vec<Scheme> = providers().flat_map(|p| p.kind.schemes()).collect();
     schemes.sort();
     schemes.dedup();
+    let mut algs: Vec<Alg> = providers()
+        .filter_map(|p| p.kind.dpop_algs())
+        .flatten()
+        .collect();
+    algs.sort();
+    algs.dedup();
     let provider = r
         .provider
         .and_then(|i| policy.providers.get(i))
         .map(|p| p.name.clone());
-    deny(
+    let mut d = deny(
         r.reason,
         Some(rule.name.clone()),
         provider,
         schemes,
         r.retry_after,
-    )
+    );
+    if let Decision::Deny(d) = &mut d {
+        d.dpop_algs = algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(" ");
+    }
+    d
 }
 
 /// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule. (For `HEAD` Envoy
@@ -212,6 +224,7 @@ fn deny(
         provider,
         schemes,
         retry_after,
+        dpop_algs: String::new(),
     })
 }
 

@@ -678,6 +678,7 @@ impl HttpContext for Filter {
                 provider: None,
                 schemes: Vec::new(),
                 retry_after: None,
+                dpop_algs: String::new(),
             };
             st.finish(Outcome::Reply(d, None), "-");
             return Action::Pause;
