@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_DIR = ROOT / "target" / "dpop-client"
+CLI = Path(os.environ.get("TRUSTGATE_CLI", ROOT / "target" / "debug" / "trustgate"))
 HOST = "api.example.com"
 PROOF_ALGS = ["ES256", "RS256", "PS256", "Ed25519"]
 CHALLENGE_ALGS = 'algs="RS256 PS256 ES256 EdDSA"'
@@ -349,3 +351,43 @@ def test_dpop_over_tls_takes_https_from_the_connection(tls_gw, pki, upstream, cl
     proof = client.proof(key, "GET", "https://gateway.test/api/orders", tok)
     resp = tls_request(tls_gw, pki, "/api/orders", None, headers=[("Authorization", f"DPoP {tok}"), ("DPoP", proof)])
     assert_allowed(resp, upstream, jkt)
+
+
+# ------------------------------------------------------------------------------------------ the trustgate CLI
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    if not CLI.is_file():
+        pytest.fail(f"{CLI} is missing: run `cargo build --bin trustgate` (make test does)", pytrace=False)
+    out = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def idp_pem(idp: h.SigningKey, tmp_path: Path) -> str:
+    path = tmp_path / "idp.key.pem"
+    path.write_bytes(
+        idp.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(path)
+
+
+def test_cli_keygen_sign_jwt_and_sign_dpop(gw, upstream, idp, tmp_path):
+    out = cli("keygen", "--alg", "p256", "--out", str(tmp_path / "client"))
+    jkt = out.stdout.split("cnf.jkt of DPoP tokens bound to this key): ")[1].split()[0]
+    claims = ["--iss", h.ISSUER, "--aud", h.AUDIENCE, "--sub", "alice", "--kid", idp.kid]
+    tok = cli("sign", "jwt", "--key", idp_pem(idp, tmp_path), *claims, "--cnf-jkt", jkt).stdout.strip()
+    url = f"http://{HOST}/api/orders?ignored=1"
+    proof = cli("sign", "dpop", "--key", str(tmp_path / "client.key.pem"), "--url", url, "--token", tok)
+    assert jkt in proof.stderr
+    assert_allowed(send(gw, "/api/orders", dpop_headers(tok, proof.stdout.strip())), upstream, jkt)
+
+
+def test_cli_sign_jwt_cnf_x5t(tls_gw, pki, certs, upstream, idp, tmp_path):
+    claims = ["--iss", h.ISSUER, "--aud", h.AUDIENCE, "--sub", "alice", "--kid", idp.kid]
+    tok = cli("sign", "jwt", "--key", idp_pem(idp, tmp_path), *claims, "--cnf-x5t", str(certs["alice"][0])).stdout.strip()
+    resp = tls_request(tls_gw, pki, "/certs/me", certs["alice"], headers=[h.bearer(tok)])
+    assert resp.status == 200, resp.describe()
+    upstream.clear()
+    resp = tls_request(tls_gw, pki, "/certs/me", certs["bob"], headers=[h.bearer(tok)])
+    h.assert_denied(resp, upstream, 401, "certificate_binding_mismatch")
