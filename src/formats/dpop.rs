@@ -276,7 +276,9 @@ pub fn normalize_uri(uri: &str) -> Option<String> {
         Some((h, p)) if !p.contains(']') => (h, Some(p)),
         _ => (authority.as_str(), None),
     };
-    if host.is_empty() {
+    // A bare `:` only in a bracketed IP literal (RFC 3986 §3.2.2), so the normal form reads back the same.
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.is_empty() || (host.contains(':') || host.contains(['[', ']'])) && !bracketed {
         return None;
     }
     let port = match port {
@@ -696,6 +698,9 @@ mod tests {
             "https://u@a/",
             "https://a:x/",
             "https://a:99999/",
+            "https://a:b:80/",
+            "https://[::1/",
+            "https://a]:80/",
             "https://a/%zz",
             "https://a/%2",
             "a/b",
