@@ -13,7 +13,8 @@
 //! Shared by the kinds: [`Cx`] (what a check may read: the request, `now`, the remote keys through
 //! [`KeyLookup`], the replay store, the per-VM [`Caches`]), [`Fail`], [`render_headers`], [`Named`] (the
 //! `${provider}` and `${rule}` facts), [`extract`] (credential sources) and [`clients`] (the client table of
-//! `hmac` and `api_key`).
+//! `hmac` and `api_key`). The `jwt` kind keeps its key sources in [`jwt_keys`] and its sender-constrained tokens
+//! (DPoP, certificate-bound, `require_binding`) in [`jwt_binding`].
 
 pub mod api_key;
 pub mod clients;
