@@ -231,6 +231,12 @@ impl ProviderKind {
         matches!(self, ProviderKind::Mtls(_) | ProviderKind::Jwt(_))
     }
 
+    /// True when the provider reads the request's scheme: a `jwt` provider that accepts DPoP without
+    /// `dpop.origin` (the proof's `htu`). The host then sets `:scheme` from the connection.
+    pub fn needs_scheme(&self) -> bool {
+        matches!(self, ProviderKind::Jwt(j) if j.binding.dpop.as_ref().is_some_and(|d| d.origin.is_none()))
+    }
+
     /// The `algs` of this provider's `DPoP` challenge, when it accepts DPoP.
     pub fn dpop_algs(&self) -> Option<Vec<crate::formats::crypto::Alg>> {
         match self {

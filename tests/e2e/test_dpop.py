@@ -7,8 +7,9 @@ RS256, PS256 and Ed25519 keys; the tokens are minted by PyJWT with `cnf.jkt` = t
 thumbprint. Every test asserts what the upstream saw (the identity and `${dpop.jkt}` on success, neither the token
 nor the proof; nothing at all on a refusal).
 
-`htu` is the request's `:scheme` (Envoy sets it from the downstream connection: `http` on the plain listener,
-`https` on the TLS one) and `:authority`, or `dpop.origin` where TLS ends in front of the proxy.
+`htu` is the request's scheme and `:authority`, or `dpop.origin` where TLS ends in front of the proxy. The scheme is
+the connection's (`http` on the plain listener, `https` on the TLS one): the filter sets `:scheme` from Envoy's
+`connection.tls_version`, because an HTTP/2 client sends `:scheme` itself and Envoy passes it on.
 """
 from __future__ import annotations
 
@@ -391,3 +392,25 @@ def test_cli_sign_jwt_cnf_x5t(tls_gw, pki, certs, upstream, idp, tmp_path):
     upstream.clear()
     resp = tls_request(tls_gw, pki, "/certs/me", certs["bob"], headers=[h.bearer(tok)])
     h.assert_denied(resp, upstream, 401, "certificate_binding_mismatch")
+
+
+def test_an_h2_client_cannot_choose_the_scheme_of_htu(gw, upstream, client, idp, monkeypatch):
+    """Over h2c a client sends `:scheme` itself: `https` on the plain listener must not make a proof for
+    https://… pass (Envoy sets `:scheme` from the connection, whatever the client says)."""
+    import h2.connection
+
+    send_headers = h2.connection.H2Connection.send_headers
+
+    def with_https(self, stream_id, headers, *a, **kw):
+        headers = [(n, b"https") if n == b":scheme" else (n, v) for n, v in headers]
+        return send_headers(self, stream_id, headers, *a, **kw)
+
+    monkeypatch.setattr(h2.connection.H2Connection, "send_headers", with_https)
+    key, jkt = client.key("ES256")
+    tok = token(idp, {"jkt": jkt})
+    proof = client.proof(key, "GET", f"https://{HOST}/api/orders", tok)
+    resp = h.h2_request(gw.port, "/api/orders", [(n.lower(), v) for n, v in dpop_headers(tok, proof)], host=HOST)
+    assert_dpop_refused(resp, upstream, "dpop_proof_mismatch", "invalid_dpop_proof")
+    proof = client.proof(key, "GET", f"http://{HOST}/api/orders", tok)
+    resp = h.h2_request(gw.port, "/api/orders", [(n.lower(), v) for n, v in dpop_headers(tok, proof)], host=HOST)
+    assert_allowed(resp, upstream, jkt)
