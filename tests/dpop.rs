@@ -678,3 +678,26 @@ fn binding_config_is_checked() {
         "providers.p.jwt.dpop.nonce",
     );
 }
+
+#[test]
+fn the_host_reads_the_certificate_for_jwt_and_the_scheme_for_dpop_without_origin() {
+    let keys = Keys::new();
+    let f = Fixture::new(None);
+    assert!(f.policy.needs_peer, "any token may be certificate-bound");
+    assert!(f.policy.needs_scheme);
+    let only_origin = json!({
+        "providers": {"p": {"jwt": {"issuer": ISS, "keys": {"jwks": keys.jwks()},
+                                     "dpop": {"origin": "https://api.example.com"}}}},
+        "rules": [{"match": {}, "require": "p"}]
+    });
+    let p = compile(only_origin.to_string().as_bytes()).unwrap();
+    assert!(p.needs_peer && !p.needs_scheme);
+    let uses_replay: Vec<_> = f
+        .policy
+        .providers
+        .iter()
+        .filter(|p| p.kind.uses_replay())
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(uses_replay, ["corp", "need-any", "need-dpop"]);
+}
