@@ -36,12 +36,12 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps node-deps app-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps node-deps app-deps dpop-client-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
-deps: rust-deps py-deps envoy-venv oci-deps istio-deps app-deps
+deps: rust-deps py-deps envoy-venv oci-deps istio-deps app-deps dpop-client-deps
 
 rust-deps:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -84,7 +84,7 @@ test-native:
 	$(CARGO) test --no-fail-fast
 
 # Builds the wasm and the CLI first (cargo rebuilds only what changed): the tests never run a stale build.
-test-e2e: py-deps envoy-venv app-deps build build-cli
+test-e2e: py-deps envoy-venv app-deps dpop-client-deps build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
@@ -120,7 +120,7 @@ node-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get install -y nodejs npm || { apt-get update && apt-get install -y nodejs npm; }; \
 	  else \
-	    echo "the tests need node and npm (Istio CRD schemas, examples/app/express); install them (apt-get install -y nodejs npm)" >&2; exit 1; \
+	    echo "the tests need node and npm (Istio CRD schemas, examples/app/express, the DPoP test client); install them (apt-get install -y nodejs npm)" >&2; exit 1; \
 	  fi; \
 	fi
 
@@ -141,6 +141,17 @@ $(ISTIO_CRDS)/node_modules/.package-lock.json: tests/data/istio-crds/package.jso
 	mkdir -p $(ISTIO_CRDS)
 	cp tests/data/istio-crds/package.json tests/data/istio-crds/package-lock.json $(ISTIO_CRDS)/
 	cd $(ISTIO_CRDS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The independent DPoP client tests/e2e/test_dpop.py makes its proofs with: panva/dpop from npm, pinned in
+# tests/data/dpop-client/ (package-lock.json), installed into target/dpop-client/ (needs node and npm, as above).
+DPOP_CLIENT := target/dpop-client
+dpop-client-deps: $(DPOP_CLIENT)/node_modules/.package-lock.json
+$(DPOP_CLIENT)/node_modules/.package-lock.json: tests/data/dpop-client/package.json tests/data/dpop-client/package-lock.json tests/data/dpop-client/client.mjs
+	@$(MAKE) --no-print-directory node-deps
+	mkdir -p $(DPOP_CLIENT)
+	cp tests/data/dpop-client/package.json tests/data/dpop-client/package-lock.json tests/data/dpop-client/client.mjs $(DPOP_CLIENT)/
+	cd $(DPOP_CLIENT) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Memory under a flood of unique signed requests (1,000,000 by default; README has the latest figures).
@@ -197,7 +208,7 @@ soak: build py-deps envoy-venv
 # runs each target for FUZZ_SMOKE_SECONDS; a crash fails the run and leaves its input in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 8
-FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig cert claims
+FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig cert claims dpop
 fuzz-deps:
 	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

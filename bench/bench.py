@@ -15,6 +15,9 @@ Cases (bench/bench.py --list):
   jwt_authn/<alg>/cached     the same with jwt_cache_config {jwt_cache_size: 1000}
   trustgate/<alg>/same       trustgate, a jwt provider, the same token on every request; ES256 RS256 EdDSA HS256
   trustgate/<alg>/unique     a different token on every request (--unique-tokens pre-minted, cycled)
+  trustgate/ES256/same+dpop  the same ES256 token, DPoP-bound (cnf.jkt), with a new ES256 DPoP proof (RFC 9449) per
+                             request: its ratio to trustgate/ES256/same is the cost of the proof (one ECDSA
+                             verification, the replay store)
   trustgate/hmac             gatekeeper HMAC (body "empty"), a unique nonce per request
   trustgate/signet           Signet proofs, one ephemeral key (the binding cache's case), a unique jti per request
   trustgate/httpsig-ed25519  RFC 9421 ed25519 (@method @authority @path), a unique nonce per request
@@ -186,6 +189,68 @@ def sign_ed25519_many(private_raw: bytes, messages: list[bytes], workers: int) -
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_sign_ed25519, private_raw, messages[s:s + chunk]) for s in range(0, len(messages), chunk)]
         return [s for f in futures for s in f.result()]
+
+
+def _sign_dpop_proofs(private_pem: bytes, header_b64: str, claims: list[dict]) -> list[str]:
+    """ES256 DPoP proofs over `claims` (a process-pool worker: module level, picklable arguments)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    out = []
+    for c in claims:
+        signing_input = f"{header_b64}.{b64url(json.dumps(c, separators=(',', ':')).encode())}"
+        r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        out.append(f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}")
+    return out
+
+
+@dataclass
+class DpopKey:
+    """The client's DPoP proof key (P-256): its PKCS#8 PEM, public JWK and RFC 7638 thumbprint."""
+
+    private_pem: bytes
+    jwk: dict
+    jkt: str
+
+
+def make_dpop_key() -> DpopKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    pub = k.public_key().public_numbers()
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64url(pub.x.to_bytes(32, "big")), "y": b64url(pub.y.to_bytes(32, "big"))}
+    members = json.dumps({m: jwk[m] for m in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return DpopKey(pem, jwk, b64url(hashlib.sha256(members.encode()).digest()))
+
+
+def dpop_lines(key: JwtKey, client: DpopKey, count: int, workers: int) -> list[str]:
+    """One ES256 token bound to `client` (cnf.jkt), and `count` proofs for GET http://HOST/PATH, each with its
+    own jti (single use: the filter refuses a replayed proof)."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-0", "iat": now, "exp": now + TOKEN_TTL_S,
+              "cnf": {"jkt": client.jkt}}
+    token = jwt.encode(claims, serialization.load_pem_private_key(key.private_pem, password=None), algorithm="ES256",
+                       headers={"kid": key.kid, "typ": "at+jwt"})
+    header_b64 = b64url(json.dumps({"typ": "dpop+jwt", "alg": "ES256", "jwk": client.jwk}, separators=(",", ":")).encode())
+    ath = b64url(hashlib.sha256(token.encode()).digest())
+    proof_claims = [{"jti": b64url(secrets.token_bytes(12)), "htm": "GET", "htu": f"http://{HOST}{PATH}", "iat": now,
+                     "ath": ath} for _ in range(count)]
+    if count < 2000 or workers < 2:
+        proofs = _sign_dpop_proofs(client.private_pem, header_b64, proof_claims)
+    else:
+        chunk = math.ceil(count / (workers * 4))
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_sign_dpop_proofs, client.private_pem, header_b64, proof_claims[s:s + chunk])
+                       for s in range(0, count, chunk)]
+            proofs = [p for f in futures for p in f.result()]
+    return [request_line([("Authorization", f"DPoP {token}"), ("DPoP", p)]) for p in proofs]
 
 
 # ============================================================================================ request files
@@ -611,6 +676,7 @@ class Bench:
             self.extra_wasm[name] = self._copy(Path(path), f"trustgate-{name}.wasm")
         self.jwt_keys = make_keys()
         self.signet = SignetKeys()
+        self.dpop_key = make_dpop_key()
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -697,8 +763,9 @@ class Bench:
                 cases.append(Case(f"{prefix}/{alg}/{mode}", "trustgate", alg, mode, build=build,
                                   filters=tg(trustgate_jwt_provider(self.jwt_keys[alg])), expect_identity="human:user-0",
                                   requests=lambda alg=alg, mode=mode: self.jwt_file(alg, mode)))
-        if build is None:  # builds given with --also may predate assertions
+        if build is None:  # builds given with --also may predate assertions and DPoP
             cases += self.assertion_cases(wasm)
+            cases.append(self.dpop_case(wasm))
         hmac_provider = {"hmac": {"clients": {HMAC_CLIENT: {"name": "Bench", "secret": HMAC_SECRET}},
                                   "timestamp_window_s": WINDOW_S, "body": "empty",
                                   "headers": {"x-client-id": "${client.id}"}}}
@@ -738,6 +805,18 @@ class Bench:
                      requests=lambda mode=mode: self.jwt_file("ES256", mode),
                      notes=["an EdDSA identity assertion (x-trustgate-assertion) signed for the upstream"])
                 for mode in ("same", "unique")]
+
+    def dpop_case(self, wasm: Path) -> Case:
+        """The same ES256 token, DPoP-bound, with a new ES256 proof per request (the token cache's case: only the
+        proof is verified)."""
+        provider = trustgate_jwt_provider(self.jwt_keys["ES256"])
+        provider["jwt"]["dpop"] = {"algorithms": ["ES256"], "max_age_s": WINDOW_S}
+        config = trustgate_config(provider)
+        return Case("trustgate/ES256/same+dpop", "trustgate", "ES256", "same", single_use=True,
+                    filters=lambda: [wasm_filter("trustgate", wasm, config), ROUTER], expect_identity="human:user-0",
+                    requests=lambda: self._file("dpop", lambda: dpop_lines(self.jwt_keys["ES256"], self.dpop_key,
+                                                                          self.single_use_count(), self.workers)),
+                    notes=["Authorization: DPoP, one token (cnf.jkt), a new ES256 proof (unique jti) per request"])
 
     # ---------------------------------------------------------------- one run
 
@@ -900,6 +979,9 @@ def summarize(bench: Bench, runs: dict[str, list[dict]]) -> dict:
         c = cases.get(f"trustgate/{alg}/unique")
         if c:
             target(f"{alg} new token per request ≥ {th:g} × jwt_authn uncached", c.get("x_jwt_authn_uncached"), th)
+    dpop = cases.get("trustgate/ES256/same+dpop")
+    if dpop and dpop.get("rps"):
+        dpop["x_same_without_dpop"] = ratio(dpop["rps"], rps("trustgate/ES256/same"))
     plus = cases.get("trustgate/ES256/same+assertion")
     if plus:
         plus["x_same_without_assertion"] = ratio(plus["rps"], rps("trustgate/ES256/same"))

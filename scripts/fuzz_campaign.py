@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FUZZ = REPO / "fuzz"
 RESULTS = REPO / "bench" / "fuzz_campaign.json"
-TARGETS = ["jwt", "jwks", "config", "path", "template", "request", "hmac_header", "signet", "httpsig", "cert", "claims"]
+TARGETS = ["jwt", "jwks", "config", "path", "template", "request", "hmac_header", "signet", "httpsig", "cert", "claims", "dpop"]
 
 
 def git_rev() -> str:

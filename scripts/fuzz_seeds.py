@@ -35,7 +35,8 @@ def raw_literals(text: str) -> list[str]:
 
 def seeds() -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {t: [] for t in ("jwt", "jwks", "config", "path", "template", "request",
-                                                   "hmac_header", "signet", "httpsig", "cert", "claims")}
+                                                   "hmac_header", "signet", "httpsig", "cert", "claims",
+                                                   "dpop")}
     texts = jvl_texts()
     for t in texts:
         for tok in re.findall(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*", t):
@@ -83,6 +84,18 @@ def seeds() -> dict[str, list[bytes]]:
     for dn in ["CN=alice,O=Corp", r"CN=Smith\, John\+1,O=Corp", r"CN=J\C3\BCrgen", "CN=#0c03626f62",
                "CN=a+UID=7,O=x", r"O=x\,CN=admin,CN=bob", "2.5.4.3=bob", "CN=a,CN=b"]:
         out["cert"].append(dn.encode())
+    # RFC 9449 §4.2 and §7.1: the example proofs, with the request each was made for.
+    rfc_key = ("eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklD"
+               "UkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JE"
+               "QSIsImNydiI6IlAtMjU2In19")
+    out["dpop"].append((rfc_key + ".eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2Vy"
+                        "dmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLv"
+                        "qRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg\nPOST\nhttps://server.example.com/token").encode())
+    out["dpop"].append((rfc_key + ".eyJqdGkiOiJlMWozVl9iS2ljOC1MQUVCIiwiaHRtIjoiR0VUIiwiaHR1IjoiaHR0cHM6Ly9yZXNv"
+                        "dXJjZS5leGFtcGxlLm9yZy9wcm90ZWN0ZWRyZXNvdXJjZSIsImlhdCI6MTU2MjI2MjYxOCwiYXRoIjoiZlVIeU8ycjJa"
+                        "M0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plem"
+                        "AgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA\nGET\nhttps://resource.example.org/protectedresou"
+                        "rce\nKz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU").encode())
     return out
 
 

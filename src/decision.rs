@@ -78,11 +78,38 @@ pub enum Reason {
     ClaimNotAllowed,
     /// The token's JOSE `typ` is not one the provider accepts, or is `dpop+jwt` (RFC 8725 §3.11, RFC 9068 §4).
     TypNotAllowed,
+    // Sender-constrained tokens (RFC 9449 DPoP, RFC 8705 certificate-bound): the proof reasons answer
+    // `DPoP error="invalid_dpop_proof"`, the binding reasons `error="invalid_token"`.
+    /// A token under the `DPoP` scheme without a `DPoP` header.
+    DpopProofMissing,
+    /// Two `DPoP` headers, or two proofs in one.
+    DpopProofMultiple,
+    /// A DPoP proof that does not parse, is not `dpop+jwt`, uses an algorithm not allowed, carries a key that is
+    /// not a public key of its type, or whose signature does not verify.
+    DpopProofInvalid,
+    /// A DPoP proof made for another method (`htm`), URI (`htu`) or token (`ath`).
+    DpopProofMismatch,
+    /// A DPoP proof whose `iat` is outside `dpop.max_age_s` and the skew.
+    DpopProofStale,
+    /// A DPoP proof whose `jti` was seen before.
+    DpopProofReplayed,
+    /// The DPoP proof key is not the one the token is bound to (`cnf.jkt`).
+    DpopKeyMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) presented under the `Bearer` scheme.
+    DpopBoundToken,
+    /// A token without `cnf.jkt` presented under the `DPoP` scheme.
+    DpopUnboundToken,
+    /// A certificate-bound token (`cnf["x5t#S256"]`) on a connection without that verified client certificate.
+    CertBindingMismatch,
+    /// A token whose `cnf` names a confirmation method this filter cannot check, or is not an object.
+    CnfUnsupported,
+    /// The provider's `require_binding` asks for a binding the token does not have.
+    BindingRequired,
 }
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 52] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -123,6 +150,18 @@ impl Reason {
         Reason::InsufficientScope,
         Reason::ClaimNotAllowed,
         Reason::TypNotAllowed,
+        Reason::DpopProofMissing,
+        Reason::DpopProofMultiple,
+        Reason::DpopProofInvalid,
+        Reason::DpopProofMismatch,
+        Reason::DpopProofStale,
+        Reason::DpopProofReplayed,
+        Reason::DpopKeyMismatch,
+        Reason::DpopBoundToken,
+        Reason::DpopUnboundToken,
+        Reason::CertBindingMismatch,
+        Reason::CnfUnsupported,
+        Reason::BindingRequired,
     ];
 
     /// The stable reason code.
@@ -168,6 +207,18 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::ClaimNotAllowed => "claim_not_allowed",
             Reason::TypNotAllowed => "typ_not_allowed",
+            Reason::DpopProofMissing => "dpop_proof_missing",
+            Reason::DpopProofMultiple => "dpop_proof_multiple",
+            Reason::DpopProofInvalid => "dpop_proof_invalid",
+            Reason::DpopProofMismatch => "dpop_proof_mismatch",
+            Reason::DpopProofStale => "dpop_proof_stale",
+            Reason::DpopProofReplayed => "dpop_proof_replayed",
+            Reason::DpopKeyMismatch => "dpop_key_mismatch",
+            Reason::DpopBoundToken => "dpop_bound_token",
+            Reason::DpopUnboundToken => "dpop_unbound_token",
+            Reason::CertBindingMismatch => "certificate_binding_mismatch",
+            Reason::CnfUnsupported => "cnf_unsupported",
+            Reason::BindingRequired => "binding_required",
         }
     }
 
@@ -208,8 +259,35 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "payload_too_large",
             Reason::InsufficientScope => "insufficient_scope",
+            r if r.is_dpop_proof() => "invalid_dpop_proof",
             r if r.status() == 403 => "forbidden",
             _ => "invalid_token",
+        }
+    }
+
+    /// True for a refused DPoP proof (RFC 9449 §7.1 `invalid_dpop_proof`).
+    fn is_dpop_proof(self) -> bool {
+        matches!(
+            self,
+            Reason::DpopProofMissing
+                | Reason::DpopProofMultiple
+                | Reason::DpopProofInvalid
+                | Reason::DpopProofMismatch
+                | Reason::DpopProofStale
+                | Reason::DpopProofReplayed
+        )
+    }
+
+    /// The one scheme whose challenge carries this reason's error, when only one does: DPoP reasons answer on
+    /// the `DPoP` challenge, a certificate binding on `Bearer`. `None`: every challenge carries it.
+    fn scheme(self) -> Option<Scheme> {
+        match self {
+            r if r.is_dpop_proof() => Some(Scheme::DPoP),
+            Reason::DpopKeyMismatch | Reason::DpopBoundToken | Reason::DpopUnboundToken => {
+                Some(Scheme::DPoP)
+            }
+            Reason::CertBindingMismatch => Some(Scheme::Bearer),
+            _ => None,
         }
     }
 }
@@ -246,6 +324,8 @@ pub enum Scheme {
     Signet,
     /// RFC 9421 HTTP Message Signatures.
     Signature,
+    /// RFC 9449 DPoP-bound tokens (its challenge names the accepted proof algorithms, [`Deny::dpop_algs`]).
+    DPoP,
 }
 
 impl Scheme {
@@ -256,6 +336,7 @@ impl Scheme {
             Scheme::ApiKey => "ApiKey",
             Scheme::Signet => "Signet",
             Scheme::Signature => "Signature",
+            Scheme::DPoP => "DPoP",
         }
     }
 }
@@ -294,6 +375,8 @@ pub struct Deny {
     pub retry_after: Option<i64>,
     /// The scopes an `insufficient_scope` refusal names in its challenge, space-separated.
     pub scope: Option<String>,
+    /// The `algs` of the `DPoP` challenge (RFC 9449 §7.1): the proof algorithms, space-separated.
+    pub dpop_algs: String,
 }
 
 impl Deny {
@@ -302,8 +385,10 @@ impl Deny {
         self.reason.status()
     }
 
-    /// The `WWW-Authenticate` values to send, one per scheme: on 401, and on a 403 `insufficient_scope`
-    /// with the scopes the requirement names (RFC 6750 §3.1; config made them scope-tokens, never a quote).
+    /// The `WWW-Authenticate` values to send, one per scheme: on 401, and on a 403 `insufficient_scope` with
+    /// the scopes the requirement names (RFC 6750 §3.1; config made them scope-tokens, never a quote). On 401
+    /// the error goes on every challenge, or only on the one its reason belongs to when the rule accepts that
+    /// scheme (DPoP, RFC 9449 §7.1).
     pub fn challenges(&self) -> Vec<String> {
         if let (Reason::InsufficientScope, Some(scope)) = (self.reason, &self.scope) {
             return self
@@ -320,18 +405,18 @@ impl Deny {
         if self.status() != 401 {
             return Vec::new();
         }
+        let only = self.reason.scheme().filter(|s| self.schemes.contains(s));
         self.schemes
             .iter()
-            .map(|s| {
-                if self.reason == Reason::Missing {
-                    format!("{} realm=\"trustgate\"", s.name())
-                } else {
-                    format!(
-                        "{} realm=\"trustgate\", error=\"{}\"",
-                        s.name(),
-                        self.reason.error()
-                    )
+            .map(|&s| {
+                let mut c = format!("{} realm=\"trustgate\"", s.name());
+                if self.reason != Reason::Missing && only.is_none_or(|o| o == s) {
+                    c.push_str(&format!(", error=\"{}\"", self.reason.error()));
                 }
+                if s == Scheme::DPoP && !self.dpop_algs.is_empty() {
+                    c.push_str(&format!(", algs=\"{}\"", self.dpop_algs));
+                }
+                c
             })
             .collect()
     }
@@ -390,6 +475,7 @@ mod tests {
             schemes: vec![Scheme::Bearer],
             retry_after: None,
             scope: None,
+            dpop_algs: String::new(),
         };
         assert_eq!(
             d.challenges(),
@@ -429,6 +515,7 @@ mod tests {
             schemes: vec![Scheme::Bearer],
             retry_after: None,
             scope: Some("orders:write orders:read".into()),
+            dpop_algs: String::new(),
         };
         assert_eq!(d.status(), 403);
         assert_eq!(
@@ -441,6 +528,57 @@ mod tests {
         assert_eq!(
             d.body(),
             r#"{"error":"insufficient_scope","reason":"insufficient_scope"}"#
+        );
+    }
+
+    #[test]
+    fn dpop_challenges_follow_rfc9449() {
+        let mut d = Deny {
+            reason: Reason::Missing,
+            rule: None,
+            provider: None,
+            schemes: vec![Scheme::Bearer, Scheme::DPoP],
+            retry_after: None,
+            scope: None,
+            dpop_algs: "ES256 EdDSA".into(),
+        };
+        assert_eq!(
+            d.challenges(),
+            vec![
+                "Bearer realm=\"trustgate\"".to_string(),
+                "DPoP realm=\"trustgate\", algs=\"ES256 EdDSA\"".to_string()
+            ]
+        );
+        d.reason = Reason::DpopProofReplayed;
+        assert_eq!(
+            d.challenges(),
+            vec![
+                "Bearer realm=\"trustgate\"".to_string(),
+                "DPoP realm=\"trustgate\", error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA\""
+                    .to_string()
+            ]
+        );
+        assert_eq!(
+            d.body(),
+            r#"{"error":"invalid_dpop_proof","reason":"dpop_proof_replayed"}"#
+        );
+        d.reason = Reason::DpopBoundToken;
+        assert_eq!(
+            d.challenges()[1],
+            "DPoP realm=\"trustgate\", error=\"invalid_token\", algs=\"ES256 EdDSA\""
+        );
+        assert_eq!(d.challenges()[0], "Bearer realm=\"trustgate\"");
+        d.reason = Reason::CertBindingMismatch;
+        assert_eq!(
+            d.challenges()[0],
+            "Bearer realm=\"trustgate\", error=\"invalid_token\""
+        );
+        // Without a DPoP challenge, a DPoP reason goes on the others.
+        d.schemes = vec![Scheme::Bearer];
+        d.reason = Reason::DpopBoundToken;
+        assert_eq!(
+            d.challenges(),
+            vec!["Bearer realm=\"trustgate\", error=\"invalid_token\"".to_string()]
         );
     }
 }

@@ -13,6 +13,7 @@
 //! request before calling [`decide`], whatever the outcome.
 
 use crate::decision::{Allow, Decision, Deny, HeaderOp, Reason, Respond, Scheme};
+use crate::formats::crypto::Alg;
 use crate::formats::jwt::VerifiedJwt;
 use crate::policy::assertion::Assertion;
 use crate::policy::claims::{Conditions, Unmet};
@@ -147,26 +148,45 @@ pub fn decide(
                 g.ops,
             )
         }
-        Err(r) => refused(policy, rule, requirement, r),
+        Err(r) => refused(policy, req, rule, requirement, r),
     }
 }
 
 /// The denial for an unsatisfied rule: the reason, and the challenges of every scheme the rule accepts (for
-/// `insufficient_scope`, only the scheme of the provider whose token lacked the scope).
-fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) -> Decision {
+/// `insufficient_scope`, only the scheme the token lacking the scope came with).
+fn refused(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    rule: &Rule,
+    requirement: &Requirement,
+    r: Refused,
+) -> Decision {
     let failed = r.provider.and_then(|i| policy.providers.get(i));
-    let mut schemes: Vec<Scheme> = if r.scope.is_some() {
-        failed.and_then(|p| p.kind.scheme()).into_iter().collect()
-    } else {
+    let providers = || {
         requirement
             .providers()
-            .iter()
-            .filter_map(|&i| policy.providers.get(i))
-            .filter_map(|p| p.kind.scheme())
-            .collect()
+            .into_iter()
+            .filter_map(|i| policy.providers.get(i))
+    };
+    let mut schemes: Vec<Scheme> = match &r.scope {
+        // The scheme the token came with: `DPoP` when the provider reads DPoP and the request used it.
+        Some(_) => {
+            let own = failed.map(|p| p.kind.schemes()).unwrap_or_default();
+            let dpop = own.contains(&Scheme::DPoP) && used_dpop(req);
+            own.into_iter()
+                .filter(|s| (*s == Scheme::DPoP) == dpop)
+                .collect()
+        }
+        None => providers().flat_map(|p| p.kind.schemes()).collect(),
     };
     schemes.sort();
     schemes.dedup();
+    let mut algs: Vec<Alg> = providers()
+        .filter_map(|p| p.kind.dpop_algs())
+        .flatten()
+        .collect();
+    algs.sort();
+    algs.dedup();
     Decision::Deny(Deny {
         reason: r.reason,
         rule: Some(rule.name.clone()),
@@ -174,7 +194,14 @@ fn refused(policy: &Policy, rule: &Rule, requirement: &Requirement, r: Refused) 
         schemes,
         retry_after: r.retry_after,
         scope: r.scope,
+        dpop_algs: algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(" "),
     })
+}
+
+/// The request's `Authorization` uses the `DPoP` scheme.
+fn used_dpop(req: &RequestView<'_>) -> bool {
+    req.header_values("authorization")
+        .any(|v| v.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("dpop ")))
 }
 
 /// `GET`/`HEAD <jwks_path>`: the proxy answers with the assertion keys, before any rule. (For `HEAD` Envoy
@@ -233,6 +260,7 @@ fn deny(
         schemes,
         retry_after,
         scope: None,
+        dpop_algs: String::new(),
     })
 }
 

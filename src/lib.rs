@@ -17,7 +17,7 @@
 //!   [`providers::ProviderKind`] enum; plus credential extraction and the client table they share.
 //! - [`state`]: process state over the shared store: replay nonces and rate counters, the verified-token
 //!   cache, remote key sets (lease, TTL, backoff, OIDC discovery), issued assertions reused while fresh.
-//! - [`formats`]: pure formats and crypto: JWS/JWT (parsed by jwt-compact, its `Algorithm` over our crypto), JWK, RFC 8941 structured fields and RFC 9421 signatures,
+//! - [`formats`]: pure formats and crypto: JWS/JWT (parsed by jwt-compact, its `Algorithm` over our crypto), JWK, DPoP proofs and JWK thumbprints, RFC 8941 structured fields and RFC 9421 signatures,
 //!   Signet proofs, the gatekeeper HMAC wire format, client certificates, the crypto backends, base64, the
 //!   assertion signing key.
 //! - `bin/trustgate` (native, feature `cli`): the command line (keys, signing, `trust`, config checks).

@@ -3,7 +3,8 @@
 //! - `check-config`: compile a filter config exactly as the filter's `on_configure` does.
 //! - `keygen`, `jwks`: make signing keys; publish public keys as PEM and JWK Sets; `keygen --assertion`: the
 //!   `signing_key` block of the filter's identity assertions.
-//! - `sign jwt | hmac | httpsig | signet`: make the credential each provider kind verifies.
+//! - `sign jwt | dpop | hmac | httpsig | signet`: make the credential each provider kind verifies (a DPoP proof
+//!   for a DPoP-bound token: `sign jwt --cnf-jkt`, then `sign dpop`).
 //! - `trust`: onboard an OIDC issuer (discovery, JWKS, a sample token) and print the provider block, the Envoy
 //!   cluster and the Istio objects it needs.
 //! - `verify-assertion`: check an identity assertion against the proxy's JWKS URL as an application must, and
@@ -29,6 +30,8 @@ mod http;
 mod keygen;
 #[path = "trustgate/keys.rs"]
 mod keys;
+#[path = "trustgate/sign_dpop.rs"]
+mod sign_dpop;
 #[path = "trustgate/sign_hmac.rs"]
 mod sign_hmac;
 #[path = "trustgate/sign_httpsig.rs"]
@@ -98,7 +101,7 @@ enum Command {
     },
     Keygen(keygen::KeygenArgs),
     Jwks(keygen::JwksArgs),
-    /// Mint a credential: a JWT, a gatekeeper HMAC header, an RFC 9421 signature, a Signet proof
+    /// Mint a credential: a JWT, a DPoP proof, a gatekeeper HMAC header, an RFC 9421 signature, a Signet proof
     #[command(arg_required_else_help = true)]
     Sign {
         #[command(subcommand)]
@@ -117,6 +120,7 @@ enum Command {
 #[derive(Subcommand)]
 enum Sign {
     Jwt(sign_jwt::SignJwtArgs),
+    Dpop(sign_dpop::SignDpopArgs),
     Hmac(sign_hmac::SignHmacArgs),
     Httpsig(sign_httpsig::SignHttpsigArgs),
     Signet(signet::SignSignetArgs),
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         Command::Jwks(a) => keygen::jwks(&a),
         Command::Sign { what } => match what {
             Sign::Jwt(a) => sign_jwt::run(&a),
+            Sign::Dpop(a) => sign_dpop::run(&a),
             Sign::Hmac(a) => sign_hmac::run(&a),
             Sign::Httpsig(a) => sign_httpsig::run(&a),
             Sign::Signet(a) => signet::sign(&a),

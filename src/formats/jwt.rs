@@ -127,7 +127,8 @@ impl<'de> Deserialize<'de> for StrictObject {
     }
 }
 
-fn decode_object(part: &str) -> Result<Map<String, Value>, JwtError> {
+/// Decodes one base64url part into a JSON object that has no duplicate member (the DPoP proof parser shares it).
+pub(crate) fn decode_object(part: &str) -> Result<Map<String, Value>, JwtError> {
     let bytes = b64::url_decode(part).ok_or(JwtError::Malformed)?;
     serde_json::from_slice::<StrictObject>(&bytes)
         .map(|o| o.0)

@@ -5,6 +5,7 @@
 pub mod b64;
 pub mod cert;
 pub mod crypto;
+pub mod dpop;
 pub mod gatekeeper;
 pub mod httpsig;
 pub mod jwk;

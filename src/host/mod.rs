@@ -556,6 +556,21 @@ fn peer_certificate() -> Option<PeerCert> {
     (!cert.sha256.is_empty()).then_some(cert)
 }
 
+/// Replaces the request's `:scheme` in the snapshot with the connection's: `https` when the downstream
+/// connection is TLS (Envoy's `connection.tls_version`), else `http`. An HTTP/2 client sends `:scheme` itself
+/// and Envoy passes it on, so a client on a cleartext listener could otherwise claim `https` for a DPoP
+/// proof's `htu`. A host without the property gives `http`: proofs for `https://…` then fail closed (set
+/// `dpop.origin`).
+fn set_connection_scheme(s: &mut Snapshot) {
+    let tls = hostcalls::get_property(vec!["connection", "tls_version"])
+        .ok()
+        .flatten()
+        .is_some_and(|v| !v.is_empty());
+    s.headers.retain(|(n, _)| n != ":scheme");
+    s.headers
+        .push((":scheme".into(), if tls { "https" } else { "http" }.into()));
+}
+
 /// Reads the request headers (one host call), removes from the request every header the policy strips that
 /// is present (all values; any case, and `_` spellings of the names: [`Policy::strips`]), and returns the
 /// request as the core sees it: without the stripped headers. `None` when the host refused a read or a removal.
@@ -656,6 +671,9 @@ impl HttpContext for Filter {
         if st.policy.needs_peer {
             snapshot.peer = peer_certificate();
         }
+        if st.policy.needs_scheme {
+            set_connection_scheme(&mut snapshot);
+        }
         self.run(&mut st, snapshot)
     }
 
@@ -679,6 +697,7 @@ impl HttpContext for Filter {
                 schemes: Vec::new(),
                 retry_after: None,
                 scope: None,
+                dpop_algs: String::new(),
             };
             st.finish(Outcome::Reply(d, None), "-");
             return Action::Pause;

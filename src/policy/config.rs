@@ -108,6 +108,9 @@ pub struct Policy {
     pub strip: Vec<String>,
     /// Some provider reads the client certificate (the host asks for it only then).
     pub needs_peer: bool,
+    /// Some provider reads the request's scheme (DPoP `htu` without `dpop.origin`): the host then sets
+    /// `:scheme` from the connection, whatever the client sent.
+    pub needs_scheme: bool,
     /// What the host logs once at configure: config that was accepted but not all used (an inline JWKS key
     /// that cannot verify a JWS, with its path, kid and why). Never key material.
     pub warnings: Vec<String>,
@@ -394,11 +397,13 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         }
     }
     let needs_peer = providers.iter().any(|p| p.kind.needs_peer());
+    let needs_scheme = providers.iter().any(|p| p.kind.needs_scheme());
     Ok(Policy {
         providers,
         rules,
         strip,
         needs_peer,
+        needs_scheme,
         warnings,
         assertion,
     })

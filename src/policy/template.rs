@@ -22,6 +22,8 @@ pub enum Root {
     Signet,
     /// `cert.…` — the verified client certificate.
     Cert,
+    /// `dpop.…` — the DPoP proof key of a bound token (`jkt`, RFC 9449).
+    Dpop,
     /// `provider` — the provider's name.
     Provider,
     /// `rule` — the rule's name.
@@ -36,6 +38,7 @@ impl Root {
             "key" => Root::Key,
             "signet" => Root::Signet,
             "cert" => Root::Cert,
+            "dpop" => Root::Dpop,
             "provider" => Root::Provider,
             "rule" => Root::Rule,
             _ => return None,
@@ -50,6 +53,7 @@ impl Root {
             Root::Key => "key",
             Root::Signet => "signet",
             Root::Cert => "cert",
+            Root::Dpop => "dpop",
             Root::Provider => "provider",
             Root::Rule => "rule",
         }
@@ -96,7 +100,7 @@ impl fmt::Display for TemplateError {
             TemplateError::Empty => f.write_str("empty \"${}\""),
             TemplateError::UnknownRoot(r) => write!(
                 f,
-                "unknown variable {r:?}, expected claims.…, client.…, key.…, signet.…, cert.…, provider or rule"
+                "unknown variable {r:?}, expected claims.…, client.…, key.…, signet.…, cert.…, dpop.…, provider or rule"
             ),
             TemplateError::BadPath(p) => write!(
                 f,

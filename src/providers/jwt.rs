@@ -2,9 +2,10 @@
 //! parameter or cookie, verified against the provider's keys ([`super::jwt_keys`]) and claim rules, cached per
 //! VM until it expires; templates read `${claims.…}`.
 
+use super::jwt_binding::{self, Binding, Presented, RawDpop};
 use super::jwt_keys::{self, KeySource, RawJwtKeys};
-use super::{find_one, grant, Cx, Fail, Named, Provider};
-use crate::decision::Reason;
+use super::{extract, find_one, grant, Cx, Fail, Named, Provider};
+use crate::decision::{HeaderOp, Reason};
 use crate::formats::crypto::Alg;
 use crate::formats::jwk::Jwk;
 use crate::formats::jwt::{typ_key, JwtRules, UntrustedJwt, VerifiedJwt, DPOP_TYP};
@@ -43,6 +44,10 @@ pub(crate) struct RawJwt {
     pub(super) upstream_headers: BTreeMap<String, String>,
     #[serde(default)]
     forward: bool,
+    #[serde(default)]
+    dpop: Option<RawDpop>,
+    #[serde(default)]
+    require_binding: Option<String>,
 }
 
 fn yes() -> bool {
@@ -70,6 +75,8 @@ pub struct JwtProvider {
     pub from: Vec<TokenSource>,
     /// Keep the token on the request to the upstream.
     pub forward: bool,
+    /// DPoP and certificate-bound tokens.
+    pub binding: Binding,
 }
 
 /// Compiles `providers.<name>.jwt` (at `path`).
@@ -104,7 +111,12 @@ pub(super) fn compile(
             "expected a non-empty issuer, or leave it out",
         );
     }
-    let headers = compile_headers(&format!("{path}.headers"), &j.headers, &[Root::Claims])?;
+    let binding = jwt_binding::compile(path, j.dpop.as_ref(), j.require_binding.as_deref())?;
+    let headers = compile_headers(
+        &format!("{path}.headers"),
+        &j.headers,
+        &[Root::Claims, Root::Dpop],
+    )?;
     let provider = JwtProvider {
         rules: JwtRules {
             issuer: j.issuer.clone(),
@@ -122,6 +134,7 @@ pub(super) fn compile(
         keys,
         from,
         forward: j.forward,
+        binding,
     };
     Ok((provider, headers))
 }
@@ -232,15 +245,31 @@ impl JwtProvider {
         Ok(())
     }
 
-    /// Finds and verifies the token (or takes it from the per-VM cache); `index` keys the cache and the
-    /// remote key set.
+    /// The token and how it came: a `from` source, or `Authorization: DPoP` when the provider accepts DPoP.
+    /// Both at once are two credentials.
+    fn find_token<'r>(&self, cx: &Cx<'r>) -> Result<(extract::Found<'r>, Presented), Fail> {
+        let dpop = match &self.binding.dpop {
+            Some(_) => extract::find(&[jwt_binding::dpop_source()], cx.req)
+                .map_err(|_| Reason::MultipleCredentials)?,
+            None => None,
+        };
+        match (find_one(&self.from, cx.req), dpop) {
+            (Ok(_), Some(_)) => Err(Reason::MultipleCredentials.into()),
+            (Err(f), Some(found)) if f.reason == Reason::Missing => Ok((found, Presented::Dpop)),
+            (Ok(found), None) => Ok((found, Presented::Bearer)),
+            (Err(f), _) => Err(f),
+        }
+    }
+
+    /// Finds and verifies the token (or takes it from the per-VM cache), then its binding; `index` keys the
+    /// cache and the remote key set.
     pub(super) fn check(
         &self,
         p: &Provider,
         index: usize,
         cx: &Cx<'_>,
     ) -> Result<super::Grant, Fail> {
-        let found = find_one(&self.from, cx.req)?;
+        let (found, presented) = self.find_token(cx)?;
         let remote;
         let (keys, version): (&[Jwk], u64) = match &self.keys {
             KeySource::Static(k) => (k, 0),
@@ -269,8 +298,17 @@ impl JwtProvider {
                 fresh
             }
         };
+        let jkt = self.binding.check(
+            cx,
+            &p.name,
+            &found.value,
+            verified.claims(),
+            presented,
+            self.rules.clock_skew_s,
+        )?;
         let facts = JwtFacts {
             jwt: &verified,
+            jkt: jkt.as_deref(),
             named: Named {
                 provider: &p.name,
                 rule: cx.rule,
@@ -282,15 +320,25 @@ impl JwtProvider {
             Some(Value::String(s)) => format!("sub:{s}"),
             _ => Value::Object(verified.claims().clone()).to_string(),
         };
-        let mut g = grant(p, cx, &caller, &facts, [found.remove], self.forward)?;
+        // The proof goes with the token: it is a credential too.
+        let proof = (presented == Presented::Dpop).then(|| HeaderOp::Remove("dpop".into()));
+        let mut g = grant(
+            p,
+            cx,
+            &caller,
+            &facts,
+            std::iter::once(found.remove).chain(proof),
+            self.forward,
+        )?;
         g.token = Some(verified);
         Ok(g)
     }
 }
 
-/// `${claims.…}`: the verified token's claims.
+/// `${claims.…}`: the verified token's claims; `${dpop.jkt}`: the proof key of a DPoP-bound token.
 struct JwtFacts<'a> {
     jwt: &'a VerifiedJwt,
+    jkt: Option<&'a str>,
     named: Named<'a>,
 }
 
@@ -301,6 +349,10 @@ impl Facts for JwtFacts<'_> {
                 let (first, rest) = path.split_first()?;
                 walk(self.jwt.claims().get(first)?, rest).map(Cow::Borrowed)
             }
+            Root::Dpop => match path {
+                [f] if f == "jkt" => super::field(self.jkt?),
+                _ => None,
+            },
             _ => self.named.lookup(root, path),
         }
     }

@@ -253,7 +253,11 @@ pub fn keygen(a: &KeygenArgs) -> Output {
         false,
         a.force,
     )?;
-    let head = format!("{} key, alg {alg}, kid {kid}", public.kind());
+    let head = format!(
+        "{} key, alg {alg}, kid {kid}\nRFC 7638 thumbprint (cnf.jkt of DPoP tokens bound to this key): {}",
+        public.kind(),
+        keys::thumbprint(&public)?
+    );
     match (block, env) {
         (Some(block), Some(env)) => {
             eprintln!("{head}\n{}", assertion_notes(&files, &env));

@@ -10,9 +10,10 @@ use clap::Args;
 use hmac::{Mac as _, SimpleHmac};
 use jwt_compact::{AlgorithmExt as _, Claims, Header};
 use serde_json::{json, Map, Value};
-use sha2::{Sha256, Sha384, Sha512};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 use std::path::PathBuf;
 use trustgate::decision::Reason;
+use trustgate::formats::b64;
 use trustgate::formats::crypto::{Alg, VerifyKey};
 use trustgate::formats::jwk::Jwk;
 use trustgate::formats::jws_algs::{JwsAlgorithm, SignWith};
@@ -81,6 +82,47 @@ pub struct SignJwtArgs {
     /// The time the token is made at, Unix seconds [default: now]
     #[arg(long, value_name = "UNIX")]
     at: Option<i64>,
+    /// Bind the token to a DPoP key (RFC 9449 §6.1): cnf.jkt, the key's RFC 7638 thumbprint (`trustgate keygen`
+    /// prints it)
+    #[arg(long, value_name = "THUMBPRINT")]
+    cnf_jkt: Option<String>,
+    /// Bind the token to a client certificate (RFC 8705 §3.1): cnf["x5t#S256"], the SHA-256 of its DER
+    #[arg(long, value_name = "CERT_PEM")]
+    cnf_x5t: Option<PathBuf>,
+}
+
+/// `cnf` (RFC 7800) from `--cnf-jkt` and `--cnf-x5t`; `None` without either.
+fn cnf(a: &SignJwtArgs) -> Result<Option<Value>, CliError> {
+    let mut cnf = Map::new();
+    if let Some(jkt) = &a.cnf_jkt {
+        if b64::url_decode(jkt).is_none_or(|b| b.len() != 32) {
+            return Err(CliError::Usage(format!(
+                "--cnf-jkt {jkt:?}: expected an RFC 7638 SHA-256 thumbprint (43 base64url characters)"
+            )));
+        }
+        cnf.insert("jkt".into(), json!(jkt));
+    }
+    if let Some(path) = &a.cnf_x5t {
+        let der = certificate_der(&crate::read_text(path)?).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--cnf-x5t {}: expected a PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ))
+        })?;
+        cnf.insert(
+            "x5t#S256".into(),
+            json!(b64::url_encode(&Sha256::digest(&der))),
+        );
+    }
+    Ok((!cnf.is_empty()).then_some(Value::Object(cnf)))
+}
+
+/// The DER of the first certificate in a PEM text.
+fn certificate_der(pem: &str) -> Option<Vec<u8>> {
+    let (_, rest) = pem.split_once("-----BEGIN CERTIFICATE-----")?;
+    let (body, _) = rest.split_once("-----END CERTIFICATE-----")?;
+    let body: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    b64::std_decode(&body).filter(|d| !d.is_empty())
 }
 
 /// The claims: `--iss`, `--sub`, `--aud`, `iat`, `exp`, then every `--claim`; a claim given twice is refused.
@@ -121,6 +163,9 @@ fn claims(a: &SignJwtArgs, now: i64) -> Result<Map<String, Value>, CliError> {
         [] => {}
         [one] => set(&mut m, "aud", "--aud", json!(one))?,
         many => set(&mut m, "aud", "--aud", json!(many))?,
+    }
+    if let Some(c) = cnf(a)? {
+        set(&mut m, "cnf", "--cnf-jkt/--cnf-x5t", c)?;
     }
     if !m.contains_key("iat") {
         m.insert("iat".into(), json!(now));
@@ -293,7 +338,6 @@ fn check(token: &str, alg: Alg, kid: Option<String>, key: VerifyKey) -> Result<(
 mod tests {
     use super::*;
     use clap::Parser as _;
-    use trustgate::formats::b64;
 
     #[derive(clap::Parser)]
     struct T {
@@ -367,6 +411,21 @@ mod tests {
             serde_json::from_slice(&b64::url_decode(input.split('.').next().unwrap()).unwrap())
                 .unwrap();
         assert_eq!(header, json!({"alg": "HS256", "typ": "JWT"}));
+    }
+
+    #[test]
+    fn cnf_binds_to_a_dpop_key_or_a_certificate() {
+        let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+        let c = claims(&args(&["--secret", "s", "--cnf-jkt", jkt]), 0).unwrap();
+        assert_eq!(c["cnf"], json!({"jkt": jkt}));
+        let hex = "d1a3".repeat(16);
+        assert!(matches!(
+            claims(&args(&["--secret", "s", "--cnf-jkt", &hex]), 0),
+            Err(CliError::Usage(_))
+        ));
+        let pem = "-----BEGIN CERTIFICATE-----\nAQID\nBA==\n-----END CERTIFICATE-----\n";
+        assert_eq!(certificate_der(pem), Some(vec![1, 2, 3, 4]));
+        assert_eq!(certificate_der("-----BEGIN PUBLIC KEY-----"), None);
     }
 
     #[test]
