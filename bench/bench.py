@@ -15,6 +15,9 @@ Cases (bench/bench.py --list):
   jwt_authn/<alg>/cached     the same with jwt_cache_config {jwt_cache_size: 1000}
   trustgate/<alg>/same       trustgate, a jwt provider, the same token on every request; ES256 RS256 EdDSA HS256
   trustgate/<alg>/unique     a different token on every request (--unique-tokens pre-minted, cycled)
+  trustgate/ES256/{same,unique}+assertion  as trustgate/ES256/same and /unique, with an EdDSA identity assertion
+                             signed for the upstream (issue 14): reused per caller for ttl/4 ("same"), signed per
+                             request ("unique": a new subject per token)
   trustgate/ES256/same+dpop  the same ES256 token, DPoP-bound (cnf.jkt), with a new ES256 DPoP proof (RFC 9449) per
                              request: its ratio to trustgate/ES256/same is the cost of the proof (one ECDSA
                              verification, the replay store)
@@ -1056,7 +1059,9 @@ def label(name: str, c: dict) -> str:
         return "trustgate Signet, unique jti, one binding"
     if name == "trustgate/httpsig-ed25519":
         return "trustgate RFC 9421 ed25519, unique nonces"
-    return f"trustgate {c['alg']}, {'same token' if c['mode'] == 'same' else 'new token per request'}"
+    extra = {"+assertion": " + identity assertion (EdDSA)", "+dpop": ", DPoP proof per request"}
+    suffix = next((v for k, v in extra.items() if name.endswith(k)), "")
+    return f"trustgate {c['alg']}, {'same token' if c['mode'] == 'same' else 'new token per request'}{suffix}"
 
 
 def markdown(report: dict) -> str:

@@ -52,6 +52,7 @@ fn bench_request(headers: &[(String, String)]) -> RequestView<'_> {
         headers,
         body: Some(b""),
         peer: None,
+        peer_unread: false,
     }
 }
 

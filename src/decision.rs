@@ -55,6 +55,9 @@ pub enum Reason {
     ReplayStoreUnavailable,
     /// Internal: the provider needs the request body before it can decide. Never sent.
     BodyRequired,
+    /// Internal: a certificate-bound token needs the connection's client certificate, which the host has not
+    /// read yet ([`crate::request::RequestView::peer_unread`]). Never sent.
+    PeerRequired,
     /// A Signet proof's purpose is not one the provider accepts.
     PurposeNotAllowed,
     /// An RFC 9421 `keyid` the provider does not know.
@@ -109,7 +112,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 52] = [
+    pub const ALL: [Reason; 53] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -139,6 +142,7 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::ReplayStoreUnavailable,
         Reason::BodyRequired,
+        Reason::PeerRequired,
         Reason::PurposeNotAllowed,
         Reason::UnknownKey,
         Reason::MissingComponent,
@@ -196,6 +200,7 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::ReplayStoreUnavailable => "replay_store_unavailable",
             Reason::BodyRequired => "body_required",
+            Reason::PeerRequired => "peer_required",
             Reason::PurposeNotAllowed => "purpose_not_allowed",
             Reason::UnknownKey => "unknown_key",
             Reason::MissingComponent => "missing_component",
@@ -229,6 +234,7 @@ impl Reason {
             Reason::KeysUnavailable
             | Reason::ReplayStoreUnavailable
             | Reason::BodyRequired
+            | Reason::PeerRequired
             | Reason::AssertionUnavailable => 503,
             Reason::UnsafeClaim
             | Reason::NoSubject
@@ -255,6 +261,7 @@ impl Reason {
             Reason::KeysUnavailable
             | Reason::ReplayStoreUnavailable
             | Reason::BodyRequired
+            | Reason::PeerRequired
             | Reason::AssertionUnavailable => "temporarily_unavailable",
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "payload_too_large",

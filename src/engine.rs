@@ -267,8 +267,8 @@ fn deny(
 /// Walks the requirement tree: a provider is checked by its kind (then its claim conditions), `any` takes
 /// the first alternative that passes, `all` needs every one.
 ///
-/// An `any` that fails reports, in this order: an alternative that needs the body first (it may pass once the
-/// body is there); then the first whose credential verified but whose claim conditions failed (the caller is
+/// An `any` that fails reports, in this order: an alternative that needs the body or the client certificate
+/// first (it may pass once the host has read them); then the first whose credential verified but whose claim conditions failed (the caller is
 /// known, and the 403 says what it lacks; a credential refusal of another alternative, often the same token
 /// read by a provider of another issuer, says less); then the first credential that was presented and refused;
 /// then the first missing one.
@@ -287,7 +287,7 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
                     Ok(g) => return Ok(g),
                     Err(r) => {
                         let slot = match r.reason {
-                            Reason::BodyRequired => &mut body_needed,
+                            Reason::BodyRequired | Reason::PeerRequired => &mut body_needed,
                             Reason::Missing => &mut first_missing,
                             Reason::InsufficientScope | Reason::ClaimNotAllowed => &mut first_unmet,
                             _ => &mut first_present,

@@ -15,6 +15,10 @@ pub struct RequestView<'a> {
     pub body: Option<&'a [u8]>,
     /// The client certificate Envoy verified on this connection, if any (read only when a provider needs it).
     pub peer: Option<&'a crate::formats::cert::PeerCert>,
+    /// True while the host has not read the client certificate: `peer` says nothing yet. A check that needs it
+    /// (a certificate-bound token) answers [`crate::decision::Reason::PeerRequired`]; the host reads the
+    /// certificate and decides again. The host reads it before deciding only for policies that always need it.
+    pub peer_unread: bool,
 }
 
 impl<'a> RequestView<'a> {

@@ -113,6 +113,7 @@ impl Fixture {
             headers: &headers,
             body: Some(b""),
             peer: None,
+            peer_unread: false,
         };
         decide(
             &self.policy,

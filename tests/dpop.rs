@@ -142,6 +142,8 @@ struct Req<'a> {
     scheme: &'a str,
     headers: Vec<(String, String)>,
     peer_sha256: Option<String>,
+    /// The host has not read the client certificate yet.
+    peer_unread: bool,
 }
 
 impl<'a> Req<'a> {
@@ -153,6 +155,7 @@ impl<'a> Req<'a> {
             scheme: "https",
             headers: Vec::new(),
             peer_sha256: None,
+            peer_unread: false,
         }
     }
 
@@ -219,6 +222,7 @@ impl Fixture {
             headers: &headers,
             body: Some(b""),
             peer: peer.as_ref(),
+            peer_unread: r.peer_unread,
         };
         decide(
             &self.policy,
@@ -681,10 +685,10 @@ fn binding_config_is_checked() {
 }
 
 #[test]
-fn the_host_reads_the_certificate_for_jwt_and_the_scheme_for_dpop_without_origin() {
+fn the_host_reads_the_scheme_for_dpop_without_origin_and_the_certificate_only_when_asked() {
     let keys = Keys::new();
     let f = Fixture::new(None);
-    assert!(f.policy.needs_peer, "any token may be certificate-bound");
+    assert!(!f.policy.needs_peer, "read on peer_required, for certificate-bound tokens only");
     assert!(f.policy.needs_scheme);
     let only_origin = json!({
         "providers": {"p": {"jwt": {"issuer": ISS, "keys": {"jwks": keys.jwks()},
@@ -692,7 +696,7 @@ fn the_host_reads_the_certificate_for_jwt_and_the_scheme_for_dpop_without_origin
         "rules": [{"match": {}, "require": "p"}]
     });
     let p = compile(only_origin.to_string().as_bytes()).unwrap();
-    assert!(p.needs_peer && !p.needs_scheme);
+    assert!(!p.needs_peer && !p.needs_scheme);
     let uses_replay: Vec<_> = f
         .policy
         .providers
@@ -732,4 +736,23 @@ fn insufficient_scope_is_challenged_in_the_scheme_the_token_came_with() {
             ]
         )
     );
+}
+
+/// The host reads the client certificate only for a certificate-bound token: until then the check asks for it
+/// (`peer_required`, never sent), and other tokens decide without it.
+#[test]
+fn the_certificate_is_asked_for_only_by_a_certificate_bound_token() {
+    let f = Fixture::new(None);
+    let (hex, b64url) = cert_digest();
+    let bound = f.token(Some(json!({"x5t#S256": b64url})));
+    let mut r = Req::get("/plain/x").bearer(&bound);
+    r.peer_unread = true;
+    assert_eq!(refused(&f.decide(&r)).0, Reason::PeerRequired);
+    r.peer_unread = false;
+    r.peer_sha256 = Some(hex);
+    allowed(&f.decide(&r));
+    let mut plain = Req::get("/plain/x").bearer(&f.token(None));
+    plain.peer_unread = true;
+    allowed(&f.decide(&plain));
+    assert!(!f.policy.needs_peer, "jwt providers alone do not read the certificate up front");
 }

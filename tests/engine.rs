@@ -104,6 +104,7 @@ impl Fixture {
             headers: &headers,
             body: Some(b""),
             peer: None,
+            peer_unread: false,
         };
         decide(
             &self.policy,
@@ -703,6 +704,7 @@ fn keys_without_kid_verify_tokens_with_one_but_other_kids_never_do() {
         headers: &headers,
         body: Some(b""),
         peer: None,
+        peer_unread: false,
     };
     assert!(matches!(
         decide(
@@ -758,6 +760,7 @@ mod token_cache {
             headers: &headers,
             body: Some(b""),
             peer: None,
+            peer_unread: false,
         };
         decide(policy, &view, now, lookup, &MemoryStore::default(), caches)
     }

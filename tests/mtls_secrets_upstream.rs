@@ -81,6 +81,7 @@ fn run(p: &Policy, path: &str, headers: &[(&str, &str)], peer: Option<&PeerCert>
         headers: &headers,
         body: Some(b""),
         peer,
+        peer_unread: false,
     };
     let store = MemoryStore::default();
     trustgate::state::replay::prepare_slots(&store, "gk");

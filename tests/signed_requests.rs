@@ -118,6 +118,7 @@ impl World {
             headers: &headers,
             body,
             peer: None,
+            peer_unread: false,
         };
         decide(
             &self.policy,
@@ -637,6 +638,7 @@ mod signet_provider {
                 headers: &headers,
                 body: Some(b""),
                 peer: None,
+                peer_unread: false,
             };
             decide(&policy, &view, at, &NoRemoteKeys, &store, &cache)
         };
@@ -688,6 +690,7 @@ mod signet_provider {
             headers: &[],
             body: Some(b""),
             peer: None,
+            peer_unread: false,
         };
         let Decision::Deny(deny) = decide(&policy, &view, now, &NoRemoteKeys, &store, &cache)
         else {
@@ -722,6 +725,7 @@ mod signet_provider {
             headers: &headers,
             body: Some(b""),
             peer: None,
+            peer_unread: false,
         };
         let d = decide(
             &policy,
@@ -820,6 +824,7 @@ mod http_signature_provider {
                     headers,
                     body: Some(body),
                     peer: None,
+                    peer_unread: false,
                 };
                 decide(&policy, &view, at, &NoRemoteKeys, &store, &cache)
             };
@@ -907,6 +912,7 @@ mod http_signature_provider {
             headers: &h3,
             body: None,
             peer: None,
+            peer_unread: false,
         };
         assert_eq!(
             reason(&decide(&policy, &view, now, &NoRemoteKeys, &store, &cache)),

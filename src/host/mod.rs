@@ -103,6 +103,8 @@ struct Snapshot {
     body: Option<Vec<u8>>,
     /// The verified client certificate, read only when a provider needs it.
     peer: Option<PeerCert>,
+    /// `peer` was read (before deciding when the policy always needs it, else on [`Reason::PeerRequired`]).
+    peer_read: bool,
 }
 
 impl Snapshot {
@@ -114,6 +116,7 @@ impl Snapshot {
             headers: &self.headers,
             body: self.body.as_deref(),
             peer: self.peer.as_ref(),
+            peer_unread: !self.peer_read,
         }
     }
 }
@@ -174,11 +177,25 @@ impl VmState {
     }
 
     /// Decides; on a refusal a key set fetch could change, syncs and (when `may_wait`) asks to wait.
-    fn outcome(&mut self, snapshot: &Snapshot, now: i64, now_ms: u64, may_wait: bool) -> Outcome {
+    fn outcome(
+        &mut self,
+        snapshot: &mut Snapshot,
+        now: i64,
+        now_ms: u64,
+        may_wait: bool,
+    ) -> Outcome {
         for r in &mut self.remotes {
             r.follow(now, now_ms);
         }
         let mut decision = self.decide(&snapshot.view(), now);
+        // A certificate-bound token: read the connection's certificate now, and decide again.
+        if matches!(&decision, Decision::Deny(d) if d.reason == Reason::PeerRequired)
+            && !snapshot.peer_read
+        {
+            snapshot.peer = peer_certificate();
+            snapshot.peer_read = true;
+            decision = self.decide(&snapshot.view(), now);
+        }
         if let Decision::Deny(d) = &decision {
             if matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
                 if let Some(r) = self.remote_of(d.provider.as_deref()) {
@@ -317,7 +334,8 @@ impl Root {
             if hostcalls::set_effective_context(w.context_id).is_err() {
                 continue; // the request is gone
             }
-            let outcome = st.outcome(&w.snapshot, now, ms, false);
+            let mut w = w;
+            let outcome = st.outcome(&mut w.snapshot, now, ms, false);
             st.finish(outcome, &w.snapshot.method);
         }
         let _ = hostcalls::set_effective_context(self.id);
@@ -591,6 +609,7 @@ fn strip_and_snapshot(policy: &Policy, end_of_stream: bool) -> Option<Snapshot> 
         headers: Vec::with_capacity(raw.len()),
         body: end_of_stream.then(Vec::new),
         peer: None,
+        peer_read: false,
     };
     for (name, value) in raw {
         if stripped(&name) {
@@ -613,9 +632,9 @@ fn strip_and_snapshot(policy: &Policy, end_of_stream: bool) -> Option<Snapshot> 
 
 impl Filter {
     /// Decides (or re-decides with the body) and acts: forward, reply, wait for keys, or wait for the body.
-    fn run(&mut self, st: &mut VmState, snapshot: Snapshot) -> Action {
+    fn run(&mut self, st: &mut VmState, mut snapshot: Snapshot) -> Action {
         let ms = now_ms();
-        match st.outcome(&snapshot, secs(ms), ms, true) {
+        match st.outcome(&mut snapshot, secs(ms), ms, true) {
             Outcome::Forward(ops, providers) => {
                 if st.forward(&ops, &providers) {
                     Action::Continue
@@ -670,6 +689,7 @@ impl HttpContext for Filter {
         };
         if st.policy.needs_peer {
             snapshot.peer = peer_certificate();
+            snapshot.peer_read = true;
         }
         if st.policy.needs_scheme {
             set_connection_scheme(&mut snapshot);

@@ -199,6 +199,7 @@ mod tests {
             headers,
             body: None,
             peer: None,
+            peer_unread: false,
         }
     }
 

@@ -245,6 +245,9 @@ impl Binding {
 /// RFC 8705 §3.1: the connection's verified client certificate has the token's SHA-256 thumbprint. Envoy gives
 /// the digest in hex; the token holds base64url (a hex value never matches: it decodes to 48 bytes).
 fn check_certificate(cx: &Cx<'_>, x5t: &str) -> Result<(), Fail> {
+    if cx.req.peer_unread {
+        return Err(Reason::PeerRequired.into());
+    }
     let peer = cx
         .req
         .peer

@@ -229,12 +229,13 @@ impl ProviderKind {
         }
     }
 
-    /// True when the provider reads the client certificate (the host asks for it only then): `mtls`, and every
-    /// `jwt` provider, because any token may be certificate-bound (`cnf["x5t#S256"]`, RFC 8705) and its own
-    /// `cnf` is always enforced. The cost is one host property read (`connection.mtls`, ~0.7 µs) per request on
-    /// a connection without a client certificate, five on one with it (README, "Certificate-bound tokens").
+    /// True when the provider reads the client certificate on every request, so the host reads it before
+    /// deciding: `mtls`. A `jwt` provider needs it only for a certificate-bound token (`cnf["x5t#S256"]`,
+    /// RFC 8705): its check answers [`Reason::PeerRequired`] and the host reads the certificate then and
+    /// decides again, so other tokens do not pay the property reads (measured: README, "Certificate-bound
+    /// tokens").
     pub fn needs_peer(&self) -> bool {
-        matches!(self, ProviderKind::Mtls(_) | ProviderKind::Jwt(_))
+        matches!(self, ProviderKind::Mtls(_))
     }
 
     /// True when the provider reads the request's scheme: a `jwt` provider that accepts DPoP without
