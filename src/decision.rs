@@ -53,6 +53,11 @@ pub enum Reason {
     BodyTooLarge,
     /// The replay or rate store refused the update (full, or contended): fail closed.
     ReplayStoreUnavailable,
+    /// The fleet's state store (`state.redis`) did not answer, or not as expected: fail closed.
+    StateUnavailable,
+    /// Internal: a nonce or a rate count must be asked of the fleet's state store first
+    /// ([`crate::state::backend::RedisState`]); the host asks it and decides again. Never sent.
+    StateRequired,
     /// Internal: the provider needs the request body before it can decide. Never sent.
     BodyRequired,
     /// Internal: a certificate-bound token needs the connection's client certificate, which the host has not
@@ -112,7 +117,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metric definition and the uniqueness test.
-    pub const ALL: [Reason; 53] = [
+    pub const ALL: [Reason; 55] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TokenTooLarge,
@@ -141,6 +146,8 @@ impl Reason {
         Reason::RateLimited,
         Reason::BodyTooLarge,
         Reason::ReplayStoreUnavailable,
+        Reason::StateUnavailable,
+        Reason::StateRequired,
         Reason::BodyRequired,
         Reason::PeerRequired,
         Reason::PurposeNotAllowed,
@@ -199,6 +206,8 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::BodyTooLarge => "body_too_large",
             Reason::ReplayStoreUnavailable => "replay_store_unavailable",
+            Reason::StateUnavailable => "state_unavailable",
+            Reason::StateRequired => "state_required",
             Reason::BodyRequired => "body_required",
             Reason::PeerRequired => "peer_required",
             Reason::PurposeNotAllowed => "purpose_not_allowed",
@@ -233,6 +242,8 @@ impl Reason {
             Reason::AmbiguousPath => 400,
             Reason::KeysUnavailable
             | Reason::ReplayStoreUnavailable
+            | Reason::StateUnavailable
+            | Reason::StateRequired
             | Reason::BodyRequired
             | Reason::PeerRequired
             | Reason::AssertionUnavailable => 503,
@@ -260,6 +271,8 @@ impl Reason {
             Reason::AmbiguousPath => "invalid_request",
             Reason::KeysUnavailable
             | Reason::ReplayStoreUnavailable
+            | Reason::StateUnavailable
+            | Reason::StateRequired
             | Reason::BodyRequired
             | Reason::PeerRequired
             | Reason::AssertionUnavailable => "temporarily_unavailable",

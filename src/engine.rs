@@ -22,6 +22,7 @@ use crate::policy::rules::{normalize_path, other_readings};
 use crate::providers::Cx;
 use crate::request::RequestView;
 use crate::state::assertion_cache::new_jti;
+use crate::state::backend::{LocalState, StateBackend};
 use crate::state::jwks_cache::SharedStore;
 use serde_json::{Map, Value};
 
@@ -68,6 +69,19 @@ pub fn decide(
     now: i64,
     keys: &dyn KeyLookup,
     store: &dyn SharedStore,
+    caches: &Caches,
+) -> Decision {
+    decide_with_state(policy, req, now, keys, &LocalState(store), caches)
+}
+
+/// [`decide`] with nonces and counters in `state` (the fleet's store with `state.redis`: a check it cannot
+/// answer yet refuses with the internal [`Reason::StateRequired`]).
+pub fn decide_with_state(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    now: i64,
+    keys: &dyn KeyLookup,
+    state: &dyn StateBackend,
     caches: &Caches,
 ) -> Decision {
     let readings = normalize_path(req.path)
@@ -125,7 +139,7 @@ pub fn decide(
         req,
         now,
         keys,
-        store,
+        state,
         caches,
         assertion: policy.assertion.as_ref(),
     };
@@ -267,8 +281,8 @@ fn deny(
 /// Walks the requirement tree: a provider is checked by its kind (then its claim conditions), `any` takes
 /// the first alternative that passes, `all` needs every one.
 ///
-/// An `any` that fails reports, in this order: an alternative that needs the body or the client certificate
-/// first (it may pass once the host has read them); then the first whose credential verified but whose claim conditions failed (the caller is
+/// An `any` that fails reports, in this order: an alternative that needs the body, the client certificate or
+/// an answer of the fleet's state store first (it may pass once the host has them); then the first whose credential verified but whose claim conditions failed (the caller is
 /// known, and the 403 says what it lacks; a credential refusal of another alternative, often the same token
 /// read by a provider of another issuer, says less); then the first credential that was presented and refused;
 /// then the first missing one.
@@ -287,7 +301,9 @@ fn satisfy(policy: &Policy, cx: &Cx<'_>, req_tree: &Requirement) -> Result<Grant
                     Ok(g) => return Ok(g),
                     Err(r) => {
                         let slot = match r.reason {
-                            Reason::BodyRequired | Reason::PeerRequired => &mut body_needed,
+                            Reason::BodyRequired | Reason::PeerRequired | Reason::StateRequired => {
+                                &mut body_needed
+                            }
                             Reason::Missing => &mut first_missing,
                             Reason::InsufficientScope | Reason::ClaimNotAllowed => &mut first_unmet,
                             _ => &mut first_present,

@@ -18,6 +18,7 @@
 
 mod hostcrypto;
 mod remote;
+mod state;
 mod store;
 
 use crate::decision::{Decision, Deny, HeaderOp, Reason, Respond};
@@ -26,6 +27,8 @@ use crate::formats::cert::PeerCert;
 use crate::formats::jwk::Jwk;
 use crate::policy::config::{self, Policy};
 use crate::request::RequestView;
+use crate::state::backend::RedisState;
+use crate::state::redis::{Answer, Command};
 use crate::state::replay;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -58,6 +61,9 @@ const SYNC_EVERY_MS: u64 = 1000;
 struct Metrics {
     allow: HashMap<String, u32>,
     deny: HashMap<(&'static str, String), u32>,
+    /// `state.redis`: calls made, and calls without a usable answer.
+    state_calls: Option<u32>,
+    state_unavailable: Option<u32>,
 }
 
 impl Metrics {
@@ -76,6 +82,10 @@ impl Metrics {
                     m.deny.insert((r.label(), o.clone()), id);
                 }
             }
+        }
+        if policy.state.is_some() {
+            m.state_calls = counter("trustgate.state.redis.calls");
+            m.state_unavailable = counter("trustgate.state.redis.unavailable");
         }
         m
     }
@@ -105,6 +115,8 @@ struct Snapshot {
     peer: Option<PeerCert>,
     /// `peer` was read (before deciding when the policy always needs it, else on [`Reason::PeerRequired`]).
     peer_read: bool,
+    /// What the fleet's state store answered this request so far (`state.redis`).
+    answers: Vec<(Command, Answer)>,
 }
 
 impl Snapshot {
@@ -159,15 +171,36 @@ enum Outcome {
     Respond(Respond),
     Reply(Deny, Option<i64>),
     Wait(usize, u64),
+    /// Ask the fleet's state store, then decide again (`Deny` says which rule and provider asked).
+    State(Command, Deny),
 }
 
 impl VmState {
-    fn decide(&self, req: &RequestView<'_>, now: i64) -> Decision {
+    /// Decides with the store answers of `s`; with `state.redis`, also the command a check still needs.
+    fn decide(&self, s: &Snapshot, now: i64) -> (Decision, Option<Command>) {
         let lookup = Lookup {
             remotes: &self.remotes,
             now,
         };
-        engine::decide(&self.policy, req, now, &lookup, &HostStore, &self.caches)
+        let req = s.view();
+        match &self.policy.state {
+            None => (
+                engine::decide(&self.policy, &req, now, &lookup, &HostStore, &self.caches),
+                None,
+            ),
+            Some(cfg) => {
+                let store = RedisState::new(cfg, &s.answers);
+                let d = engine::decide_with_state(
+                    &self.policy,
+                    &req,
+                    now,
+                    &lookup,
+                    &store,
+                    &self.caches,
+                );
+                (d, store.needed())
+            }
+        }
     }
 
     fn remote_of(&self, provider: Option<&str>) -> Option<usize> {
@@ -187,14 +220,14 @@ impl VmState {
         for r in &mut self.remotes {
             r.follow(now, now_ms);
         }
-        let mut decision = self.decide(&snapshot.view(), now);
+        let (mut decision, mut needed) = self.decide(snapshot, now);
         // A certificate-bound token: read the connection's certificate now, and decide again.
         if matches!(&decision, Decision::Deny(d) if d.reason == Reason::PeerRequired)
             && !snapshot.peer_read
         {
             snapshot.peer = peer_certificate();
             snapshot.peer_read = true;
-            decision = self.decide(&snapshot.view(), now);
+            (decision, needed) = self.decide(snapshot, now);
         }
         if let Decision::Deny(d) = &decision {
             if matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
@@ -205,7 +238,7 @@ impl VmState {
                         rm.sync(now, now_ms, 0)
                     });
                     if changed {
-                        decision = self.decide(&snapshot.view(), now);
+                        (decision, needed) = self.decide(snapshot, now);
                     }
                 }
             }
@@ -213,6 +246,17 @@ impl VmState {
         match decision {
             Decision::Allow(a) => Outcome::Forward(a.ops, a.providers),
             Decision::Respond(r) => Outcome::Respond(r),
+            Decision::Deny(d) if d.reason == Reason::StateRequired => match needed {
+                Some(cmd) => Outcome::State(cmd, d),
+                // A check asked for the store without a command: cannot happen; fail closed.
+                None => Outcome::Reply(
+                    Deny {
+                        reason: Reason::StateUnavailable,
+                        ..d
+                    },
+                    None,
+                ),
+            },
             Decision::Deny(d) => {
                 let r = self.remote_of(d.provider.as_deref());
                 if may_wait && matches!(d.reason, Reason::UnknownKid | Reason::KeysUnavailable) {
@@ -276,8 +320,67 @@ impl VmState {
             }
             // Only produced when waiting is allowed; never passed here.
             Outcome::Wait(..) => deny_internal("unexpected_wait"),
+            // Decided again on a root tick (after a key set wait): a call from there would answer to the
+            // root context, not this request's; fail closed.
+            Outcome::State(_, d) => self.state_failed(d, "after_key_wait", method),
         }
     }
+
+    /// The fleet's state store gave no usable answer: log the cause, count it, answer 503 `state_unavailable`.
+    fn state_failed(&self, d: Deny, cause: &str, method: &str) {
+        Metrics::bump(self.metrics.state_unavailable.as_ref());
+        log(
+            LogLevel::Warn,
+            &format!(
+                "trustgate: state store unavailable: cause={cause} rule={} provider={}",
+                d.rule.as_deref().unwrap_or("-"),
+                d.provider.as_deref().unwrap_or("-"),
+            ),
+        );
+        let d = Deny {
+            reason: Reason::StateUnavailable,
+            ..d
+        };
+        self.finish(Outcome::Reply(d, None), method);
+    }
+
+    /// Asks the store for `cmd` on behalf of the paused request `snapshot` (from its own context, so the
+    /// answer comes back to [`Filter`]); the call in flight, or `None` once the request was answered.
+    fn ask_state(&self, cmd: Command, d: Deny, snapshot: Snapshot) -> Option<StateCall> {
+        let Some(cfg) = &self.policy.state else {
+            self.state_failed(d, "no_store", &snapshot.method);
+            return None;
+        };
+        let sent = if snapshot.answers.len() >= state::MAX_ROUND_TRIPS {
+            Err(state::Failure::TooManyCalls)
+        } else {
+            state::send(cfg, &cmd)
+        };
+        match sent {
+            Ok(token) => {
+                Metrics::bump(self.metrics.state_calls.as_ref());
+                Some(StateCall {
+                    token,
+                    cmd,
+                    deny: d,
+                    snapshot,
+                })
+            }
+            Err(f) => {
+                self.state_failed(d, &f.cause(), &snapshot.method);
+                None
+            }
+        }
+    }
+}
+
+/// A request paused on a call to the fleet's state store.
+struct StateCall {
+    token: u32,
+    cmd: Command,
+    /// The refusal that asked for the call (its rule and provider name the log line and the metric).
+    deny: Deny,
+    snapshot: Snapshot,
 }
 
 struct Root {
@@ -398,6 +501,10 @@ impl RootContext for Root {
                 remotes.push(Remote::new(i, &p.name, src.clone()));
             }
             // Replay slots and counters exist before any request can use them (see crate::state::replay).
+            // With `state.redis` they live in Redis instead.
+            if policy.state.is_some() {
+                continue;
+            }
             if p.kind.uses_replay() {
                 replay::prepare_slots(&HostStore, &p.name);
             }
@@ -454,6 +561,7 @@ impl RootContext for Root {
             id: context_id,
             state: self.state.clone(),
             awaiting_body: None,
+            awaiting_state: None,
         }))
     }
 }
@@ -463,6 +571,8 @@ struct Filter {
     state: Option<Rc<RefCell<VmState>>>,
     /// The request waiting for its body (a body-signing provider needs it).
     awaiting_body: Option<Snapshot>,
+    /// The request waiting for the fleet's state store.
+    awaiting_state: Option<StateCall>,
 }
 
 impl Context for Filter {
@@ -473,6 +583,40 @@ impl Context for Filter {
             }
         }
         true
+    }
+
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(call) = self.awaiting_state.take_if(|c| c.token == token_id) else {
+            return;
+        };
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Ok(mut st) = state.try_borrow_mut() else {
+            deny_internal("state_busy");
+            return;
+        };
+        let StateCall {
+            cmd,
+            deny,
+            mut snapshot,
+            ..
+        } = call;
+        match state::answer(&cmd, num_headers, body_size) {
+            Ok(a) => {
+                snapshot.answers.push((cmd, a));
+                if self.run(&mut st, snapshot) == Action::Continue {
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+            Err(f) => st.state_failed(deny, &f.cause(), &snapshot.method),
+        }
     }
 }
 
@@ -610,6 +754,7 @@ fn strip_and_snapshot(policy: &Policy, end_of_stream: bool) -> Option<Snapshot> 
         body: end_of_stream.then(Vec::new),
         peer: None,
         peer_read: false,
+        answers: Vec::new(),
     };
     for (name, value) in raw {
         if stripped(&name) {
@@ -661,6 +806,10 @@ impl Filter {
                 // Headers stay paused (Envoy buffers the body: allow_on_headers_stop_iteration) until the
                 // whole body is here; on_http_request_body decides again.
                 self.awaiting_body = Some(snapshot);
+                Action::Pause
+            }
+            Outcome::State(cmd, d) => {
+                self.awaiting_state = st.ask_state(cmd, d, snapshot);
                 Action::Pause
             }
             reply @ (Outcome::Reply(..) | Outcome::Respond(_)) => {

@@ -11,6 +11,7 @@ use crate::policy::claims::Conditions;
 use crate::policy::rules::{normalize_path, HostMatch, Match};
 use crate::policy::template::{Root, Template};
 use crate::providers::{Provider, RawProvider};
+use crate::state::redis::{RawState, RedisConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -60,6 +61,8 @@ struct RawConfig {
     rules: Vec<RawRule>,
     #[serde(default)]
     assertion: Option<RawAssertion>,
+    #[serde(default)]
+    state: Option<RawState>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +119,8 @@ pub struct Policy {
     pub warnings: Vec<String>,
     /// The signed identity assertion issued to the upstream, when configured.
     pub assertion: Option<Assertion>,
+    /// Where replay nonces and rate counters live when not in the proxy's shared data (`state.redis`).
+    pub state: Option<RedisConfig>,
 }
 
 impl Policy {
@@ -398,6 +403,7 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     }
     let needs_peer = providers.iter().any(|p| p.kind.needs_peer());
     let needs_scheme = providers.iter().any(|p| p.kind.needs_scheme());
+    let state = raw.state.as_ref().map(|s| s.compile("state")).transpose()?;
     Ok(Policy {
         providers,
         rules,
@@ -406,6 +412,7 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         needs_scheme,
         warnings,
         assertion,
+        state,
     })
 }
 

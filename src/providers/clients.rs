@@ -6,7 +6,7 @@ use crate::decision::{HeaderOp, Reason};
 use crate::formats::crypto::Secret;
 use crate::policy::config::{err, ConfigError};
 use crate::policy::template::{Facts, Root};
-use crate::state::replay::{self, Rate, RateLimit};
+use crate::state::replay::{Rate, RateLimit};
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -203,13 +203,14 @@ pub(super) fn rate(client: &Client, scope: &str, cx: &Cx<'_>) -> Result<(), Fail
     let Some(limit) = client.rate_limit else {
         return Ok(());
     };
-    match replay::count(cx.store, scope, &client.id, limit, cx.now) {
+    match cx.state.count(scope, &client.id, limit, cx.now) {
         Rate::Allowed => Ok(()),
         Rate::Limited(after) => Err(Fail {
             reason: Reason::RateLimited,
             retry_after: Some(after),
         }),
         Rate::Unavailable => Err(Reason::ReplayStoreUnavailable.into()),
+        Rate::Pending => Err(Reason::StateRequired.into()),
     }
 }
 

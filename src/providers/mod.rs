@@ -35,8 +35,8 @@ use crate::policy::config::{compile_upstream, err, ConfigError, UpstreamValue};
 use crate::policy::template::{Facts, RenderError, Root, Template};
 use crate::request::RequestView;
 use crate::state::assertion_cache::AssertionCache;
-use crate::state::jwks_cache::SharedStore;
-use crate::state::replay::{self, Replay};
+use crate::state::backend::StateBackend;
+use crate::state::replay::Replay;
 use crate::state::token_cache::TokenCache;
 use extract::{Found, TokenSource};
 use serde::Deserialize;
@@ -297,8 +297,8 @@ pub struct Cx<'a> {
     /// Unix seconds.
     pub now: i64,
     pub keys: &'a dyn KeyLookup,
-    /// Replay nonces and rate-limit counters (process-wide).
-    pub store: &'a dyn SharedStore,
+    /// Replay nonces and rate-limit counters (process-wide, or fleet-wide with `state.redis`).
+    pub state: &'a dyn StateBackend,
     pub caches: &'a Caches,
     /// The assertion whose claims a satisfied provider maps, when the rule issues one.
     pub assertion: Option<&'a Assertion>,
@@ -342,9 +342,10 @@ fn find_one<'r>(sources: &[TokenSource], req: &'r RequestView<'_>) -> Result<Fou
 
 /// Remembers a verified credential's `id` in the replay store of provider `scope` until `expires`.
 fn remember(cx: &Cx<'_>, scope: &str, id: &str, expires: i64) -> Result<(), Fail> {
-    match replay::check_and_record(cx.store, scope, id, expires, cx.now) {
+    match cx.state.record(scope, id, expires, cx.now) {
         Replay::Fresh => Ok(()),
         Replay::Replayed => Err(Reason::Replayed.into()),
+        Replay::Pending => Err(Reason::StateRequired.into()),
         Replay::Full | Replay::Unavailable => Err(Reason::ReplayStoreUnavailable.into()),
     }
 }

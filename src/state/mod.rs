@@ -4,6 +4,8 @@
 //! the tests in memory); the token cache is per VM.
 
 pub mod assertion_cache;
+pub mod backend;
 pub mod jwks_cache;
+pub mod redis;
 pub mod replay;
 pub mod token_cache;

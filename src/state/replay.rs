@@ -32,6 +32,8 @@ pub enum Replay {
     Full,
     /// The store could not be updated (persistent CAS conflicts, host error): refused, fail closed.
     Unavailable,
+    /// A remote store must be asked first ([`crate::state::backend::RedisState`]).
+    Pending,
 }
 
 fn slot_key(scope: &str, slot: u32) -> String {
@@ -121,6 +123,8 @@ pub enum Rate {
     /// Over the limit: retry after this many seconds (≥ 1).
     Limited(i64),
     Unavailable,
+    /// A remote store must be asked first ([`crate::state::backend::RedisState`]).
+    Pending,
 }
 
 fn counter_key(scope: &str, client: &str) -> String {
