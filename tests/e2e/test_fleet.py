@@ -1,0 +1,149 @@
+"""Fleet state (issue 16): two Envoys (each `--concurrency 2`) keep their replay nonces and rate counters in
+one Redis, reached through webdis (`state.redis`), both from the Debian packages (`make fleet-deps`).
+
+Redis runs on a free loopback port without persistence; webdis gets a generated config with the ACL of the
+README (only SET and EVAL). Checked: a gatekeeper HMAC request replayed to the other proxy is refused; a client
+rate limit is one limit across both proxies; every key carries the prefix and a TTL (`redis-cli`); webdis
+stopped → 503 `state_unavailable` within the timeout and nothing upstream; webdis back → traffic passes; Redis
+restarted empty → fresh requests pass.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+
+import pytest
+
+import gatekeeper_client as gk
+import trustgate_e2e as h
+from fleet_store import Store
+
+CLIENT = "fleet-client"
+SECRET = "fleet-shared-secret-0001"  # TEST ONLY
+LIMITED = "fleet-limited"
+LIMITED_SECRET = "fleet-limited-secret-0002"  # TEST ONLY
+LIMIT = 3
+PREFIX = "tgtest:"
+TIMEOUT_MS = 300
+
+
+def filter_config() -> dict:
+    """Two hmac clients (one rate-limited) and `state.redis` on the `state` cluster (webdis)."""
+    clients = {
+        CLIENT: {"name": "Fleet", "secret": SECRET},
+        LIMITED: {"name": "Limited", "secret": LIMITED_SECRET, "rate_limit": {"requests": LIMIT, "window_s": 60}},
+    }
+    return {
+        "providers": {"gatekeeper": {"hmac": {"clients": clients, "headers": {"x-client-id": "${client.id}"}}}},
+        "strip_headers": h.STRIP_HEADERS,
+        "rules": [
+            {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
+            {"name": "api", "match": {"path_prefix": "/api/"}, "require": "gatekeeper"},
+        ],
+        "state": {"redis": {"cluster": "state", "authority": "webdis", "prefix": PREFIX, "timeout_ms": TIMEOUT_MS}},
+    }
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    missing = [b for b in ("redis-server", "redis-cli", "webdis") if not shutil.which(b)]
+    if missing:  # an error, never a skip: `make test` installs them (make fleet-deps)
+        pytest.fail(f"{missing} not installed: make fleet-deps (apt-get install -y redis-server webdis)", pytrace=False)
+    s = Store(tmp_path_factory.mktemp("fleet-store"))
+    s.start_redis()
+    s.start_webdis()
+    yield s
+    s.stop(s.webdis)
+    s.stop(s.redis)
+
+
+@pytest.fixture(scope="module")
+def fleet(envoy_bin, wasm, upstream, tmp_path_factory, store):
+    proxies = [
+        h.start_gateway(envoy_bin, wasm, upstream, tmp_path_factory.mktemp(f"fleet-{n}"), filter_config(),
+                        {"state": store.webdis_port}, name=f"fleet-{n}")
+        for n in ("a", "b")
+    ]
+    yield proxies
+    for p in proxies:
+        p.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_upstream(upstream):
+    upstream.clear()
+
+
+def signed(proxy: h.Envoy, client: str = CLIENT, secret: str = SECRET, nonce: str | None = None, path="/api/x"):
+    nonce = nonce or str(uuid.uuid4())
+    header = gk.sign_fast(client, secret, "GET", path, int(time.time()), nonce)
+    return proxy.request(path, [("Authorization", header)]), header
+
+
+def test_a_replay_to_the_other_proxy_is_refused(fleet, upstream):
+    a, b = fleet
+    first, header = signed(a)
+    assert first.status == 200, first.describe()
+    assert [s.values("x-client-id") for s in upstream.seen] == [[CLIENT]]
+    upstream.clear()
+    for proxy in (b, a, b):
+        h.assert_denied(proxy.request("/api/x", [("Authorization", header)]), upstream, 401, "replayed")
+
+
+def test_a_client_limit_is_one_limit_across_the_fleet(fleet, upstream):
+    a, b = fleet
+    for i in range(LIMIT):
+        r, _ = signed(fleet[i % 2], LIMITED, LIMITED_SECRET)
+        assert r.status == 200, r.describe()
+    upstream.clear()
+    for proxy in (a, b):
+        r, _ = signed(proxy, LIMITED, LIMITED_SECRET)
+        h.assert_denied(r, upstream, 429, "rate_limited")
+        assert 1 <= int(r.header("retry-after") or 0) <= 60, r.describe()
+
+
+def test_every_key_has_the_prefix_and_a_ttl(fleet, store):
+    signed(fleet[0])
+    keys = store.cli("--scan", "--pattern", "*").split()
+    ours = [k for k in keys if k != "tgtest:probe"]
+    assert ours, keys
+    for k in ours:
+        assert k.startswith(PREFIX), k
+        assert int(store.cli("TTL", k)) > 0, k
+    assert any(k.startswith(f"{PREFIX}replay:gatekeeper:{CLIENT}:") for k in ours), ours
+
+
+def test_store_outage_fails_closed_then_recovers(fleet, store, upstream):
+    a, b = fleet
+    store.stop(store.webdis)
+    try:
+        for proxy in (a, b):
+            started = time.time()
+            r, _ = signed(proxy)
+            elapsed = time.time() - started
+            h.assert_denied(r, upstream, 503, "state_unavailable")
+            assert elapsed < TIMEOUT_MS / 1000 + 1.0, elapsed
+        assert "state store unavailable: cause=" in a.log_text()
+        assert a.stats().get("wasmcustom.trustgate.state.redis.unavailable", 0) >= 1, a.stats()
+    finally:
+        store.start_webdis()
+    for proxy in (a, b):
+        r, _ = signed(proxy)
+        assert r.status == 200, r.describe()
+
+
+def test_redis_restarted_empty_lets_fresh_requests_pass(fleet, store, upstream):
+    store.stop(store.redis)
+    store.start_redis()
+    assert store.cli("DBSIZE") == "0"
+    deadline = time.time() + 10
+    while True:
+        r, _ = signed(fleet[1])
+        if r.status == 200 or time.time() > deadline:
+            break
+        time.sleep(0.3)  # webdis reconnects on its own
+    assert r.status == 200, r.describe()
+    for proxy in fleet:
+        r, _ = signed(proxy)
+        assert r.status == 200, r.describe()
