@@ -15,8 +15,10 @@
 //! - [`providers`]: one module per provider kind (`jwt`, `hmac`, `api_key`, `signet`, `http_signature`,
 //!   `mtls`), each owning its raw config, compile step, request check and template facts, behind the
 //!   [`providers::ProviderKind`] enum; plus credential extraction and the client table they share.
-//! - [`state`]: process state over the shared store: replay nonces and rate counters, the verified-token
-//!   cache, remote key sets (lease, TTL, backoff, OIDC discovery), issued assertions reused while fresh.
+//! - [`state`]: process state over the shared store: replay nonces and rate counters (behind
+//!   [`state::backend::StateBackend`]: the shared data, or Redis via webdis with `state.redis`, whose commands
+//!   and answers are [`state::redis`]), the verified-token cache, remote key sets (lease, TTL, backoff, OIDC
+//!   discovery), issued assertions reused while fresh.
 //! - [`formats`]: pure formats and crypto: JWS/JWT (parsed by jwt-compact, its `Algorithm` over our crypto), JWK, DPoP proofs and JWK thumbprints, RFC 8941 structured fields and RFC 9421 signatures,
 //!   Signet proofs, the gatekeeper HMAC wire format, client certificates, the crypto backends, base64, the
 //!   assertion signing key.

@@ -3,7 +3,8 @@
 //! It parses the config once in `on_configure` (returning `false`, so the host refuses it, on any error),
 //! snapshots each request, removes the strip list, calls [`engine::decide`], and applies the decision: header
 //! operations and resume, or a local reply. It owns all host state: metrics, log lines, the remote key sets
-//! ([`remote`]) and the requests paused while a key set is fetched.
+//! ([`remote`]) and the requests paused while a key set is fetched, and the calls to the fleet's state store
+//! ([`state`]: a request paused on one is decided again, from its own context, with the answer).
 //!
 //! Paused requests are resumed by the root context: on each tick (50 ms) it re-reads the shared records,
 //! starts due fetches, and decides again for every waiting request whose key set changed, whose fetch

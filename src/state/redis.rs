@@ -1,6 +1,6 @@
 //! Fleet state in Redis through a webdis-compatible HTTP endpoint (DESIGN.md "Fleet state"): the config
 //! block (`state.redis`), the two commands trustgate sends, and the answers it accepts. Pure: the host
-//! ([`crate::host`]'s `state` calls) sends [`Command::path`] and hands the body to [`Command::parse`].
+//! (`src/host/state.rs`) sends [`Command::path`] and hands the body to [`Command::parse`].
 //!
 //! - A nonce is `SET <prefix><scope>:<id> 1 NX EX <ttl>`: `{"SET":[true,"OK"]}` the first time, `{"SET":null}`
 //!   while the key lives.
