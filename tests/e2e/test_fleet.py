@@ -18,6 +18,8 @@ import pytest
 import gatekeeper_client as gk
 import trustgate_e2e as h
 from fleet_store import Store
+from http_message_signatures import algorithms
+from test_http_signature import make_key, sign as sign_httpsig
 
 CLIENT = "fleet-client"
 SECRET = "fleet-shared-secret-0001"  # TEST ONLY
@@ -26,6 +28,7 @@ LIMITED_SECRET = "fleet-limited-secret-0002"  # TEST ONLY
 LIMIT = 3
 PREFIX = "tgtest:"
 TIMEOUT_MS = 300
+SIG_KEY = make_key("k-ed", algorithms.ED25519)
 
 
 def filter_config() -> dict:
@@ -35,10 +38,14 @@ def filter_config() -> dict:
         LIMITED: {"name": "Limited", "secret": LIMITED_SECRET, "rate_limit": {"requests": LIMIT, "window_s": 60}},
     }
     return {
-        "providers": {"gatekeeper": {"hmac": {"clients": clients, "headers": {"x-client-id": "${client.id}"}}}},
+        "providers": {
+            "gatekeeper": {"hmac": {"clients": clients, "headers": {"x-client-id": "${client.id}"}}},
+            "partners": {"http_signature": {"keys": {"k-ed": SIG_KEY.config}, "headers": {"x-client-id": "${key.id}"}}},
+        },
         "strip_headers": h.STRIP_HEADERS,
         "rules": [
             {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
+            {"name": "sig", "match": {"path_prefix": "/sig/"}, "require": "partners"},
             {"name": "api", "match": {"path_prefix": "/api/"}, "require": "gatekeeper"},
         ],
         "state": {"redis": {"cluster": "state", "authority": "webdis", "prefix": PREFIX, "timeout_ms": TIMEOUT_MS}},
@@ -89,6 +96,28 @@ def test_a_replay_to_the_other_proxy_is_refused(fleet, upstream):
     upstream.clear()
     for proxy in (b, a, b):
         h.assert_denied(proxy.request("/api/x", [("Authorization", header)]), upstream, 401, "replayed")
+
+
+def test_a_signed_body_replay_to_the_other_proxy_is_refused(fleet, upstream):
+    """The body is read first (a body-signing provider), then the store is asked."""
+    a, b = fleet
+    body = b'{"order": 1}'
+    header = gk.sign_fast(CLIENT, SECRET, "POST", "/api/orders", int(time.time()), str(uuid.uuid4()), body)
+    r = a.request("/api/orders", [("Authorization", header)], method="POST", body=body)
+    assert r.status == 200, r.describe()
+    assert [s.body for s in upstream.seen] == [body]
+    upstream.clear()
+    r = b.request("/api/orders", [("Authorization", header)], method="POST", body=body)
+    h.assert_denied(r, upstream, 401, "replayed")
+
+
+def test_an_http_signature_replay_to_the_other_proxy_is_refused(fleet, upstream):
+    a, b = fleet
+    signed = sign_httpsig(SIG_KEY, "GET", "/sig/x", nonce=str(uuid.uuid4()))
+    r = a.request("/sig/x", signed.headers)
+    assert r.status == 200, r.describe()
+    upstream.clear()
+    h.assert_denied(b.request("/sig/x", signed.headers), upstream, 401, "replayed")
 
 
 def test_a_client_limit_is_one_limit_across_the_fleet(fleet, upstream):
