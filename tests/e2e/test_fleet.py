@@ -20,6 +20,7 @@ import trustgate_e2e as h
 from fleet_store import Store
 from http_message_signatures import algorithms
 from test_http_signature import make_key, sign as sign_httpsig
+from test_signet import PUBLIC as SIGNET_MASTER, mint as mint_signet
 
 CLIENT = "fleet-client"
 SECRET = "fleet-shared-secret-0001"  # TEST ONLY
@@ -41,11 +42,14 @@ def filter_config() -> dict:
         "providers": {
             "gatekeeper": {"hmac": {"clients": clients, "headers": {"x-client-id": "${client.id}"}}},
             "partners": {"http_signature": {"keys": {"k-ed": SIG_KEY.config}, "headers": {"x-client-id": "${key.id}"}}},
+            "agents": {"signet": {"master_keys": {"bots": SIGNET_MASTER}, "purposes": ["api-access"],
+                                  "headers": {"x-agent-id": "agent:${signet.master}"}}},
         },
         "strip_headers": h.STRIP_HEADERS,
         "rules": [
             {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
             {"name": "sig", "match": {"path_prefix": "/sig/"}, "require": "partners"},
+            {"name": "agents", "match": {"path_prefix": "/agents/"}, "require": "agents"},
             {"name": "api", "match": {"path_prefix": "/api/"}, "require": "gatekeeper"},
         ],
         "state": {"redis": {"cluster": "state", "authority": "webdis", "prefix": PREFIX, "timeout_ms": TIMEOUT_MS}},
@@ -118,6 +122,15 @@ def test_an_http_signature_replay_to_the_other_proxy_is_refused(fleet, upstream)
     assert r.status == 200, r.describe()
     upstream.clear()
     h.assert_denied(b.request("/sig/x", signed.headers), upstream, 401, "replayed")
+
+
+def test_a_signet_proof_replayed_to_the_other_proxy_is_refused(fleet, upstream):
+    a, b = fleet
+    proof = mint_signet("GET", "/agents/once")
+    r = a.request("/agents/once", [("Signet-Proof", proof)])
+    assert r.status == 200, r.describe()
+    upstream.clear()
+    h.assert_denied(b.request("/agents/once", [("Signet-Proof", proof)]), upstream, 401, "replayed")
 
 
 def test_a_client_limit_is_one_limit_across_the_fleet(fleet, upstream):
