@@ -2,7 +2,8 @@
 one Redis, reached through webdis (`state.redis`), both from the Debian packages (`make fleet-deps`).
 
 Redis runs on a free loopback port without persistence; webdis gets a generated config with the ACL of the
-README (only SET and EVAL). Checked: a gatekeeper HMAC request replayed to the other proxy is refused; a client
+README (only SET and EVAL). Checked: a gatekeeper HMAC request (also with a signed body), an RFC 9421
+signature, a Signet proof and a DPoP proof replayed to the other proxy are refused; a client
 rate limit is one limit across both proxies; every key carries the prefix and a TTL (`redis-cli`); webdis
 stopped → 503 `state_unavailable` within the timeout and nothing upstream; webdis back → traffic passes; Redis
 restarted empty → fresh requests pass.
@@ -21,6 +22,7 @@ from fleet_store import Store
 from http_message_signatures import algorithms
 from test_http_signature import make_key, sign as sign_httpsig
 from test_signet import PUBLIC as SIGNET_MASTER, mint as mint_signet
+from test_dpop import HOST as DPOP_HOST, DpopClient, dpop_headers, token as dpop_token
 
 CLIENT = "fleet-client"
 SECRET = "fleet-shared-secret-0001"  # TEST ONLY
@@ -30,6 +32,7 @@ LIMIT = 3
 PREFIX = "tgtest:"
 TIMEOUT_MS = 300
 SIG_KEY = make_key("k-ed", algorithms.ED25519)
+IDP = h.generate_key("ES256", "idp-1")
 
 
 def filter_config() -> dict:
@@ -42,6 +45,9 @@ def filter_config() -> dict:
         "providers": {
             "gatekeeper": {"hmac": {"clients": clients, "headers": {"x-client-id": "${client.id}"}}},
             "partners": {"http_signature": {"keys": {"k-ed": SIG_KEY.config}, "headers": {"x-client-id": "${key.id}"}}},
+            "corp": {"jwt": {"issuer": h.ISSUER, "audiences": [h.AUDIENCE], "algorithms": ["ES256"],
+                             "keys": {"jwks": {"keys": [IDP.jwk]}}, "dpop": {"algorithms": ["ES256"]},
+                             "headers": {"x-commit-owner": "human:${claims.sub}"}}},
             "agents": {"signet": {"master_keys": {"bots": SIGNET_MASTER}, "purposes": ["api-access"],
                                   "headers": {"x-agent-id": "agent:${signet.master}"}}},
         },
@@ -50,6 +56,7 @@ def filter_config() -> dict:
             {"name": "health", "match": {"path": "/healthz"}, "allow": "public"},
             {"name": "sig", "match": {"path_prefix": "/sig/"}, "require": "partners"},
             {"name": "agents", "match": {"path_prefix": "/agents/"}, "require": "agents"},
+            {"name": "dpop", "match": {"path_prefix": "/dpop/"}, "require": "corp"},
             {"name": "api", "match": {"path_prefix": "/api/"}, "require": "gatekeeper"},
         ],
         "state": {"redis": {"cluster": "state", "authority": "webdis", "prefix": PREFIX, "timeout_ms": TIMEOUT_MS}},
@@ -131,6 +138,25 @@ def test_a_signet_proof_replayed_to_the_other_proxy_is_refused(fleet, upstream):
     assert r.status == 200, r.describe()
     upstream.clear()
     h.assert_denied(b.request("/agents/once", [("Signet-Proof", proof)]), upstream, 401, "replayed")
+
+
+@pytest.fixture(scope="module")
+def dpop_client():
+    c = DpopClient()
+    yield c
+    c.close()
+
+
+def test_a_dpop_proof_replayed_to_the_other_proxy_is_refused(fleet, upstream, dpop_client):
+    a, b = fleet
+    key, jkt = dpop_client.key("ES256")
+    tok = dpop_token(IDP, {"jkt": jkt})
+    proof = dpop_client.proof(key, "GET", f"http://{DPOP_HOST}/dpop/orders", tok)
+    r = h.http_request(a.port, "/dpop/orders", dpop_headers(tok, proof), host=DPOP_HOST)
+    assert r.status == 200, r.describe()
+    upstream.clear()
+    r = h.http_request(b.port, "/dpop/orders", dpop_headers(tok, proof), host=DPOP_HOST)
+    h.assert_denied(r, upstream, 401, "dpop_proof_replayed")
 
 
 def test_a_client_limit_is_one_limit_across_the_fleet(fleet, upstream):
