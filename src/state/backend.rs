@@ -59,7 +59,7 @@ impl<'a> RedisState<'a> {
         let found = self
             .answers
             .iter()
-            .find(|(c, _)| *c == cmd)
+            .find(|(c, _)| c.same_key(&cmd))
             .map(|(_, a)| *a);
         if found.is_none() {
             if let Ok(mut n) = self.needed.try_borrow_mut() {
@@ -113,6 +113,9 @@ mod tests {
         let s = RedisState::new(&c, &fresh);
         assert_eq!(s.record("gk", "c:n", 400, 100), Replay::Fresh);
         assert_eq!(s.needed(), None);
+        // Decided again a second later: the same answer, not a replay of itself.
+        let s = RedisState::new(&c, &fresh);
+        assert_eq!(s.record("gk", "c:n", 400, 101), Replay::Fresh);
         let seen = [(cmd, Answer::Nonce(false))];
         assert_eq!(
             RedisState::new(&c, &seen).record("gk", "c:n", 400, 100),

@@ -151,6 +151,16 @@ impl RedisConfig {
 }
 
 impl Command {
+    /// The same key and kind: `other` answers `self`. Not the TTL, which follows `now`: a request decided
+    /// again a second later asks for the same nonce, and must not be told it replayed its own.
+    pub fn same_key(&self, other: &Command) -> bool {
+        match (self, other) {
+            (Command::Nonce { key: a, .. }, Command::Nonce { key: b, .. })
+            | (Command::Count { key: a, .. }, Command::Count { key: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
     /// The webdis request path.
     pub fn path(&self) -> String {
         match self {
@@ -266,6 +276,15 @@ mod tests {
         );
         assert!(p.ends_with("/1/trustgate:rate:gk:client%2F1/60"), "{p}");
         assert_eq!(p.split('/').count(), 6);
+    }
+
+    #[test]
+    fn an_answer_is_found_by_key_and_kind_not_by_ttl() {
+        let c = cfg();
+        assert!(c.nonce("gk", "a", 30).same_key(&c.nonce("gk", "a", 29)));
+        assert!(!c.nonce("gk", "a", 30).same_key(&c.nonce("gk", "b", 30)));
+        assert!(!c.nonce("gk", "a", 30).same_key(&c.nonce("hk", "a", 30)));
+        assert!(!c.count("gk", "a", 60).same_key(&c.nonce("gk", "a", 60)));
     }
 
     #[test]
