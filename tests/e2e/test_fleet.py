@@ -3,14 +3,15 @@ one Redis, reached through webdis (`state.redis`), both from the Debian packages
 
 Redis runs on a free loopback port without persistence; webdis gets a generated config with the ACL of the
 README (only SET and EVAL). Checked: a gatekeeper HMAC request (also with a signed body), an RFC 9421
-signature, a Signet proof and a DPoP proof replayed to the other proxy are refused; a client
-rate limit is one limit across both proxies; every key carries the prefix and a TTL (`redis-cli`); webdis
-stopped → 503 `state_unavailable` within the timeout and nothing upstream; webdis back → traffic passes; Redis
-restarted empty → fresh requests pass.
+signature, a Signet proof and a DPoP proof replayed to the other proxy are refused; a client rate limit is one
+limit across both proxies; every key carries the prefix and a TTL (`redis-cli`); webdis stopped or frozen (no
+answer: the timeout) → 503 `state_unavailable` within the timeout and nothing upstream; webdis back → traffic
+passes; Redis restarted empty → fresh requests pass.
 """
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 import uuid
 
@@ -199,6 +200,27 @@ def test_store_outage_fails_closed_then_recovers(fleet, store, upstream):
     for proxy in (a, b):
         r, _ = signed(proxy)
         assert r.status == 200, r.describe()
+
+
+def test_a_store_that_does_not_answer_times_out_closed(fleet, store, upstream):
+    """webdis frozen (SIGSTOP): the call times out after `timeout_ms`, 503, nothing upstream."""
+    a, _ = fleet
+    store.webdis.send_signal(signal.SIGSTOP)
+    try:
+        started = time.time()
+        r, _ = signed(a)
+        elapsed = time.time() - started
+        h.assert_denied(r, upstream, 503, "state_unavailable")
+        assert TIMEOUT_MS / 1000 - 0.05 <= elapsed < TIMEOUT_MS / 1000 + 1.0, elapsed
+    finally:
+        store.webdis.send_signal(signal.SIGCONT)
+    deadline = time.time() + 10
+    while True:
+        r, _ = signed(a)
+        if r.status == 200 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status == 200, r.describe()
 
 
 def test_redis_restarted_empty_lets_fresh_requests_pass(fleet, store, upstream):
