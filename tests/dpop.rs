@@ -688,7 +688,10 @@ fn binding_config_is_checked() {
 fn the_host_reads_the_scheme_for_dpop_without_origin_and_the_certificate_only_when_asked() {
     let keys = Keys::new();
     let f = Fixture::new(None);
-    assert!(!f.policy.needs_peer, "read on peer_required, for certificate-bound tokens only");
+    assert!(
+        !f.policy.needs_peer,
+        "read on peer_required, for certificate-bound tokens only"
+    );
     assert!(f.policy.needs_scheme);
     let only_origin = json!({
         "providers": {"p": {"jwt": {"issuer": ISS, "keys": {"jwks": keys.jwks()},
@@ -754,5 +757,8 @@ fn the_certificate_is_asked_for_only_by_a_certificate_bound_token() {
     let mut plain = Req::get("/plain/x").bearer(&f.token(None));
     plain.peer_unread = true;
     allowed(&f.decide(&plain));
-    assert!(!f.policy.needs_peer, "jwt providers alone do not read the certificate up front");
+    assert!(
+        !f.policy.needs_peer,
+        "jwt providers alone do not read the certificate up front"
+    );
 }
