@@ -22,6 +22,13 @@ Cases (bench/bench.py --list):
                              request: its ratio to trustgate/ES256/same is the cost of the proof (one ECDSA
                              verification, the replay store)
   trustgate/hmac             gatekeeper HMAC (body "empty"), a unique nonce per request
+  trustgate/hmac+redis       the same provider and request lines, the replay store in Redis (issue 16:
+                             `state.redis` on a `state` cluster, a webdis on loopback): one HTTP round trip per
+                             request, the request paused meanwhile. redis-server (no persistence) and webdis (ACL:
+                             SET and EVAL only) start once, on free loopback ports (tests/e2e/fleet_store.py),
+                             when this case is selected; Redis is flushed before every run, and must hold at least
+                             one key (under the prefix) per accepted request after it; both stop at exit. Not
+                             pinned (on two CPUs they share them with Envoy and wrk). The build under test only
   trustgate/signet           Signet proofs, one ephemeral key (the binding cache's case), a unique jti per request
   trustgate/httpsig-ed25519  RFC 9421 ed25519 (@method @authority @path), a unique nonce per request
   hostcall/<call>            --hostcalls only: bench/noop making one host call HOSTCALL_REPEAT (10) times per
@@ -30,10 +37,10 @@ Cases (bench/bench.py --list):
 Keys are generated at start (cryptography); tokens are minted with PyJWT. Single-use requests (HMAC nonces,
 Signet jti, RFC 9421 nonces) are signed once, with the current time (windows of 3600 s, so they stay valid for
 the whole bench), enough for the fastest plausible rate (1.5 × the no-op filter's measured rate × the warm-up
-and measured seconds): every run has a fresh Envoy (an empty replay store) and within a run no line is sent
-twice; a run that would run out fails. RFC 9421 requests are signed with cryptography directly after checking,
-on a sample, that the headers are byte for byte what the `http-message-signatures` package produces (Ed25519
-signatures are deterministic).
+and measured seconds): every run has a fresh Envoy (an empty replay store; for trustgate/hmac+redis, a
+flushed Redis) and within a run no line is sent twice; a run that would run out fails. RFC 9421 requests are
+signed with cryptography directly after checking, on a sample, that the headers are byte for byte what the
+`http-message-signatures` package produces (Ed25519 signatures are deterministic).
 
 A run fails (and the bench exits 1, after writing its results) when Envoy does not start, the pre-check fails,
 wrk reports more than 0.1% non-2xx responses or socket errors, or single-use requests would repeat. A failed
@@ -459,9 +466,93 @@ def trustgate_jwt_provider(key: JwtKey) -> dict:
                     "headers": {"x-commit-owner": "human:${claims.sub}"}}}
 
 
-def envoy_yaml(port: int, admin_port: int, filters: list[dict], identity_header: str) -> str:
+def envoy_yaml(port: int, admin_port: int, filters: list[dict], identity_header: str,
+               clusters: list[dict] | None = None) -> str:
     return string.Template(ENVOY_TEMPLATE.read_text()).substitute(
-        port=port, admin_port=admin_port, identity_header=identity_header, http_filters=json.dumps(filters))
+        port=port, admin_port=admin_port, identity_header=identity_header, http_filters=json.dumps(filters),
+        clusters=json.dumps(clusters or []))
+
+
+def static_cluster(name: str, port: int) -> dict:
+    """A plain-HTTP/1.1 STATIC cluster to 127.0.0.1:`port` (trustgate/hmac+redis: `state`, the webdis)."""
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+
+
+STATE_PREFIX = "bench:"
+
+
+def state_redis(cluster: str = "state") -> dict:
+    """The policy-wide `state` of trustgate/hmac+redis: nonces in Redis through webdis (issue 16)."""
+    return {"redis": {"cluster": cluster, "authority": "webdis", "prefix": STATE_PREFIX, "timeout_ms": 500}}
+
+
+class StateStore:
+    """redis-server (no persistence) and webdis (ACL: SET and EVAL) on free loopback ports, started on first
+    use and once for the whole bench: the fleet e2e's tests/e2e/fleet_store.Store. Its processes go into RUNNING,
+    so the bench's teardown (and SIGINT/SIGTERM) stops them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.store = None
+
+    def ensure(self):
+        if self.store is None:
+            missing = [b for b in ("redis-server", "redis-cli", "webdis") if not shutil.which(b)]
+            if missing:
+                raise BenchError(f"{missing} not installed: make fleet-deps (apt-get install -y redis-server webdis)")
+            e2e = str(REPO / "tests" / "e2e")
+            if e2e not in sys.path:
+                sys.path.insert(0, e2e)
+            from fleet_store import Store
+
+            self.workdir.mkdir(exist_ok=True)
+            store = Store(self.workdir)
+            try:
+                store.start_redis()
+                RUNNING.add(store.redis)
+                store.start_webdis()
+                RUNNING.add(store.webdis)
+            except Exception as e:  # noqa: BLE001 — the e2e harness raises its own HarnessError
+                for p in (store.webdis, store.redis):
+                    if p is not None:
+                        stop_process(p, grace=3)
+                raise BenchError(f"state store: {type(e).__name__}: {e}") from e
+            self.store = store
+            log(f"  state store: redis-server on 127.0.0.1:{store.redis_port}, webdis on 127.0.0.1:{store.webdis_port}")
+        return self.store
+
+    def flush(self) -> None:
+        """An empty replay store for the next run (as a fresh Envoy has for the local store)."""
+        store = self.ensure()
+        for p, what in ((store.redis, "redis-server"), (store.webdis, "webdis")):
+            if p.poll() is not None:
+                raise BenchError(f"{what} exited (status {p.returncode})")
+        if store.cli("FLUSHALL") != "OK" or store.cli("DBSIZE") != "0":
+            raise BenchError("state store: FLUSHALL did not empty Redis")
+
+    def check_keys(self, accepted: int) -> int:
+        """After a run: Redis holds at least one key per accepted request (each nonce was recorded there, and
+        the window is longer than the run), under the prefix. Returns the key count."""
+        store = self.ensure()
+        try:
+            n = int(store.cli("DBSIZE"))
+        except ValueError as e:
+            raise BenchError(f"state store: DBSIZE: {e}") from e
+        if n < accepted:
+            raise BenchError(f"state store: Redis holds {n:,} keys after {accepted:,} accepted requests "
+                             "(were the nonces recorded in Redis?)")
+        some = store.cli("RANDOMKEY")
+        if not some.startswith(STATE_PREFIX):
+            raise BenchError(f"state store: a key without the prefix {STATE_PREFIX!r}: {some[:80]!r}")
+        return n
+
+    def describe(self) -> str:
+        ver = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        m = re.search(r"v=(\S+)", ver)
+        return (f"redis-server {m.group(1) if m else '?'} (no persistence) behind webdis (ACL: SET, EVAL), both on "
+                f"loopback, not pinned; FLUSHALL before every run")
 
 
 # ============================================================================================ processes
@@ -654,6 +745,8 @@ class Case:
     single_use: bool = False  # lines may never repeat within one Envoy (replay protection)
     build: str | None = None  # an --also build of trustgate (None: the build under test)
     notes: list[str] = field(default_factory=list)
+    clusters: Callable[[], list[dict]] = lambda: []  # Envoy clusters the filter calls (the state store)
+    before_run: Callable[[], None] | None = None  # before every run's Envoy starts (flush the state store)
 
 
 class Bench:
@@ -665,6 +758,7 @@ class Bench:
         self.files: dict[str, Path] = {}
         self.file_lines: dict[Path, int] = {}
         self.checks: dict[str, str] = {}
+        self.state = StateStore(self.workdir / "state")
         pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
         self.envoy_cpu, self.wrk_cpu = ("0", "1") if pin else (None, None)
         log(f"bench: keys, workdir {self.workdir}")
@@ -775,6 +869,8 @@ class Bench:
         cases.append(Case(f"{prefix}/hmac", "trustgate", "HMAC-SHA256", "unique", build=build, filters=tg(hmac_provider),
                           identity_header="x-client-id", expect_identity=HMAC_CLIENT, single_use=True,
                           requests=lambda: self._file("hmac", lambda: hmac_lines(self.single_use_count()))))
+        if build is None:  # builds given with --also may predate the Redis state backend
+            cases.append(self.hmac_redis_case(wasm, hmac_provider))
         signet_provider = {"signet": {"master_keys": {"bench": self.signet.master_public_hex},
                                       "purposes": [SIGNET_PURPOSE], "skew_s": WINDOW_S,
                                       "headers": {"x-agent-id": "agent:${signet.master}"}}}
@@ -808,6 +904,24 @@ class Bench:
                      requests=lambda mode=mode: self.jwt_file("ES256", mode),
                      notes=["an EdDSA identity assertion (x-trustgate-assertion) signed for the upstream"])
                 for mode in ("same", "unique")]
+
+    def hmac_redis_case(self, wasm: Path, hmac_provider: dict) -> Case:
+        """trustgate/hmac with the replay store in Redis through webdis (issue 16): the same provider and request
+        lines, the policy-wide `state.redis` on the `state` cluster. Redis is flushed before every run."""
+        config = trustgate_config(hmac_provider)
+        config["state"] = state_redis("state")
+
+        def before_run() -> None:
+            self.state.flush()
+            self.checks["state"] = self.state.describe()
+
+        return Case("trustgate/hmac+redis", "trustgate", "HMAC-SHA256", "unique", single_use=True,
+                    filters=lambda: [wasm_filter("trustgate", wasm, config), ROUTER],
+                    clusters=lambda: [static_cluster("state", self.state.ensure().webdis_port)],
+                    before_run=before_run, identity_header="x-client-id", expect_identity=HMAC_CLIENT,
+                    requests=lambda: self._file("hmac", lambda: hmac_lines(self.single_use_count())),
+                    notes=["state.redis: one SET NX EX per request to webdis (the `state` cluster), the request "
+                           "paused until it answers"])
 
     def dpop_case(self, wasm: Path) -> Case:
         """The same ES256 token, DPoP-bound, with a new ES256 proof per request (the token cache's case: only the
@@ -849,8 +963,11 @@ class Bench:
             n_lines = self.file_lines[reqfile]
             lines = first_requests(reqfile, PRECHECK_REQUESTS)
             filters = case.filters()
-            env = Envoy(a.envoy, lambda p, ap: envoy_yaml(p, ap, filters, case.identity_header), self.workdir,
-                        f"{case.name}-r{round_no}", self.envoy_cpu)
+            clusters = case.clusters()
+            if case.before_run is not None:
+                case.before_run()
+            env = Envoy(a.envoy, lambda p, ap: envoy_yaml(p, ap, filters, case.identity_header, clusters),
+                        self.workdir, f"{case.name}-r{round_no}", self.envoy_cpu)
             env.wait_ready()
             result["startup_s"] = round(env.startup_s, 2)
             self.precheck(case, env, lines)
@@ -886,6 +1003,9 @@ class Bench:
                         f"{label}: {r['non2xx']:,} non-2xx responses and {bad - r['non2xx']:,} socket errors out of "
                         f"{r['requests']:,} requests (more than {MAX_BAD_FRACTION:.1%}): not measuring successes"
                         + (f"; {denies}" if denies else ""))
+            if case.before_run is not None:  # the state store: the nonces are there
+                accepted = sum(r["requests"] - r["non2xx"] for r in (warm, meas) if r) + len(lines)
+                result["state_keys"] = self.state.check_keys(accepted)
             result["ok"] = True
         except BenchError as e:
             result["error"] = str(e)
@@ -994,6 +1114,9 @@ def summarize(bench: Bench, runs: dict[str, list[dict]]) -> dict:
         fresh["x_unique_without_assertion"] = ratio(fresh["rps"], rps("trustgate/ES256/unique"))
     if "trustgate/hmac" in cases:
         target("gatekeeper HMAC ≥ 0.8 × no-op wasm", cases["trustgate/hmac"]["x_noop"], 0.8)
+    redis = cases.get("trustgate/hmac+redis")
+    if redis:
+        redis["x_hmac_local"] = ratio(redis["rps"], rps("trustgate/hmac"))
     if "trustgate/signet" in cases:
         target("Signet (cached binding) ≥ 0.5 × no-op wasm", cases["trustgate/signet"]["x_noop"], 0.5)
     wasm_size = bench.wasm.stat().st_size
@@ -1055,6 +1178,8 @@ def label(name: str, c: dict) -> str:
         return f"jwt_authn {c['alg']}, {'jwt_cache_config' if c['mode'] == 'cached' else 'no cache (default)'}"
     if name == "trustgate/hmac":
         return "trustgate gatekeeper HMAC, unique nonces"
+    if name == "trustgate/hmac+redis":
+        return "trustgate gatekeeper HMAC, unique nonces, replay store in Redis (webdis)"
     if name == "trustgate/signet":
         return "trustgate Signet, unique jti, one binding"
     if name == "trustgate/httpsig-ed25519":
@@ -1104,10 +1229,14 @@ def markdown(report: dict) -> str:
         lines.append(f"| {t['target']} | {fmt(t['value'], '.2f', unit)} | {met} |")
     errors = [(n, e) for n, c in s["cases"].items() for e in c["errors"]]
     wrapped = [(n, c) for n, c in s["cases"].items() if c.get("lines_wrapped") and (c.get("unique_lines") or 0) > 1]
-    if wrapped or errors or report.get("checks"):
+    redis_ratio = (s["cases"].get("trustgate/hmac+redis") or {}).get("x_hmac_local")
+    if wrapped or errors or report.get("checks") or redis_ratio:
         lines.append("")
     for n, c in wrapped:
         lines.append(f"- {n}: the {c['unique_lines']:,} pre-minted tokens were cycled ({c['lines_wrapped']} wrap(s)).")
+    if redis_ratio:
+        lines.append(f"- trustgate/hmac+redis: {redis_ratio:.2f} × trustgate/hmac (the local replay store) in the same "
+                     "rounds.")
     for k, v in report.get("checks", {}).items():
         lines.append(f"- {k}: {v}")
     for n, e in errors:
