@@ -252,7 +252,8 @@ fn assert_identity(
         key.push_str(caller);
     }
     key.push('\n');
-    key.push_str(&Value::Object(g.claims.clone()).to_string());
+    // Serialized in place: the map is not copied on the reuse path (a map of strings cannot fail to encode).
+    key.push_str(&serde_json::to_string(&g.claims).map_err(|_| Reason::AssertionUnavailable)?);
     let jws = caches.assertions.get_or_issue(key, now, a.ttl_s, || {
         let jti = new_jti().ok_or(Reason::AssertionUnavailable)?;
         a.issue(aud, &g.claims, now, &jti)
