@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import trustgate_e2e as h
-from test_mtls import Pki, _name, tls_request
+from test_mtls import Pki, _name, downstream_tls, tls_request
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -292,22 +292,7 @@ def tls_gw(envoy_bin, wasm, upstream, pki, idp, tmp_path_factory):
         b = h.gateway_bootstrap(
             listener_port=port, admin_port=admin, upstream_port=upstream.port, filter_config=filter_config(idp), wasm=wasm
         )
-        b["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                "require_client_certificate": False,
-                "common_tls_context": {
-                    "tls_certificates": [
-                        {
-                            "certificate_chain": {"filename": str(pki.server_cert)},
-                            "private_key": {"filename": str(pki.server_key)},
-                        }
-                    ],
-                    "validation_context": {"trusted_ca": {"filename": str(pki.ca_path)}},
-                },
-            },
-        }
+        b["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = downstream_tls(pki)
         return b
 
     envoy = h.Envoy(envoy_bin, tmp_path_factory.mktemp("dpop-tls"), bootstrap, name="dpop-tls")

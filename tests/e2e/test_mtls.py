@@ -155,13 +155,10 @@ def filter_config() -> dict:
     }
 
 
-def tls_bootstrap(port: int, admin: int, *, upstream_port: int, wasm: Path, pki: Pki) -> dict:
-    b = h.gateway_bootstrap(
-        listener_port=port, admin_port=admin, upstream_port=upstream_port, filter_config=filter_config(), wasm=wasm
-    )
-    listener = b["static_resources"]["listeners"][0]
-    chain = listener["filter_chains"][0]
-    chain["transport_socket"] = {
+def downstream_tls(pki: Pki) -> dict:
+    """The listener's TLS: the server certificate of `pki`, client certificates asked for (not required) and
+    verified against its CA."""
+    return {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
@@ -177,6 +174,15 @@ def tls_bootstrap(port: int, admin: int, *, upstream_port: int, wasm: Path, pki:
             },
         },
     }
+
+
+def tls_bootstrap(port: int, admin: int, *, upstream_port: int, wasm: Path, pki: Pki) -> dict:
+    b = h.gateway_bootstrap(
+        listener_port=port, admin_port=admin, upstream_port=upstream_port, filter_config=filter_config(), wasm=wasm
+    )
+    listener = b["static_resources"]["listeners"][0]
+    chain = listener["filter_chains"][0]
+    chain["transport_socket"] = downstream_tls(pki)
     wasm_cfg = chain["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"]
     wasm_cfg["vm_config"]["environment_variables"] = {"key_values": {"UPSTREAM_TOKEN": f"Bearer {UPSTREAM_TOKEN}"}}
     return b
