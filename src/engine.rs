@@ -240,9 +240,8 @@ fn assert_identity(
     caches: &Caches,
 ) -> Result<HeaderOp, Reason> {
     let aud = rule.assertion_audience.as_deref().unwrap_or(&a.audience);
-    if !matches!(g.claims.get("sub"), Some(Value::String(s)) if !s.is_empty()) {
-        return Err(Reason::NoSubject);
-    }
+    // Before the cache and the jti: a request without a subject never costs randomness.
+    Assertion::require_subject(&g.claims)?;
     let mut key = String::from(aud);
     for (p, caller) in g.providers.iter().zip(&g.callers) {
         let name = policy.providers.get(*p).map_or("", |p| p.name.as_str());

@@ -277,6 +277,14 @@ impl Assertion {
         Ok(out)
     }
 
+    /// `no_subject` unless the mapped claims hold a non-empty string `sub`.
+    pub fn require_subject(claims: &Map<String, Value>) -> Result<(), Reason> {
+        match claims.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => Ok(()),
+            _ => Err(Reason::NoSubject),
+        }
+    }
+
     /// The signed assertion for `aud` at `now` with `jti`; `claims` must hold a non-empty string `sub`
     /// (else `no_subject`). Deterministic: the same inputs give the same JWS.
     pub fn issue(
@@ -286,10 +294,7 @@ impl Assertion {
         now: i64,
         jti: &str,
     ) -> Result<String, Reason> {
-        match claims.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => {}
-            _ => return Err(Reason::NoSubject),
-        }
+        Assertion::require_subject(claims)?;
         let mut payload = claims.clone();
         for (k, v) in [
             ("iss", Value::String(self.issuer.clone())),
