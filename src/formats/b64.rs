@@ -24,13 +24,16 @@ pub fn hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
+    let nibble = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
     let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let pair = s.get(2 * i..2 * i + 2)?;
-        if !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None; // from_str_radix would take a sign
-        }
-        *slot = u8::from_str_radix(pair, 16).ok()?;
+    for (slot, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        let [hi, lo] = pair else { return None };
+        *slot = nibble(*hi)? << 4 | nibble(*lo)?;
     }
     Some(out)
 }

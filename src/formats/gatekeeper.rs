@@ -7,20 +7,20 @@
 //! The checks run in the reference's order: timestamp (cheap), signature, then (in the engine) permissions,
 //! replay and rate.
 
-use crate::formats::crypto::hmac_sha256;
+use crate::formats::crypto::HmacSha256Key;
 use subtle::ConstantTimeEq;
 
 /// Largest `Authorization: HMAC` value parsed.
 pub const MAX_HEADER_BYTES: usize = 2048;
 
-/// A parsed, unverified HMAC credential.
+/// A parsed, unverified HMAC credential, borrowing from the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HmacCredential {
-    pub client_id: String,
+pub struct HmacCredential<'a> {
+    pub client_id: &'a str,
     pub timestamp: i64,
     /// The timestamp exactly as sent: it is what was signed.
-    pub timestamp_raw: String,
-    pub nonce: String,
+    pub timestamp_raw: &'a str,
+    pub nonce: &'a str,
     /// The 32 signature bytes (from 64 lowercase hex digits).
     pub signature: [u8; 32],
 }
@@ -41,7 +41,7 @@ fn lower_hex_32(s: &str) -> Option<[u8; 32]> {
 
 /// Parses the parameters after `HMAC ` (the scheme prefix already removed). Strict: exactly the four
 /// parameters, each once, quoted; values without `"`, `\`, control characters.
-pub fn parse(params: &str) -> Result<HmacCredential, ParseError> {
+pub fn parse(params: &str) -> Result<HmacCredential<'_>, ParseError> {
     if params.len() > MAX_HEADER_BYTES {
         return Err(ParseError::Malformed);
     }
@@ -80,43 +80,60 @@ pub fn parse(params: &str) -> Result<HmacCredential, ParseError> {
     }
     let timestamp = ts.parse::<i64>().map_err(|_| ParseError::Malformed)?;
     Ok(HmacCredential {
-        client_id: client_id.to_owned(),
+        client_id,
         timestamp,
-        timestamp_raw: ts.to_owned(),
-        nonce: nonce.to_owned(),
+        timestamp_raw: ts,
+        nonce,
         signature: lower_hex_32(sig).ok_or(ParseError::Malformed)?,
     })
 }
 
+/// The string to sign, in its pieces: `METHOD\nPATH\nTIMESTAMP\nNONCE\nBODY`.
+fn pieces<'a>(
+    method: &'a str,
+    path: &'a str,
+    timestamp: &'a str,
+    nonce: &'a str,
+    body: &'a [u8],
+) -> [&'a [u8]; 9] {
+    let nl: &[u8] = b"\n";
+    [
+        method.as_bytes(),
+        nl,
+        path.as_bytes(),
+        nl,
+        timestamp.as_bytes(),
+        nl,
+        nonce.as_bytes(),
+        nl,
+        body,
+    ]
+}
+
 /// The string to sign.
 pub fn message(method: &str, path: &str, timestamp: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
-    let mut m = format!("{method}\n{path}\n{timestamp}\n{nonce}\n").into_bytes();
-    m.extend_from_slice(body);
-    m
+    pieces(method, path, timestamp, nonce, body).concat()
 }
 
 /// True when the signature verifies over the path without query, or over the raw path with its query.
-/// Both comparisons always run, in constant time.
+/// When the path has a query, both comparisons run, in constant time; without one they are the same
+/// message, computed once (the path is not secret).
 pub fn verify(
-    cred: &HmacCredential,
-    secret: &[u8],
+    cred: &HmacCredential<'_>,
+    key: &HmacSha256Key,
     method: &str,
     raw_path: &str,
     body: &[u8],
 ) -> bool {
     let bare = raw_path.split(['?', '#']).next().unwrap_or_default();
     let with_query = raw_path.split('#').next().unwrap_or_default();
-    let a = hmac_sha256(
-        secret,
-        &message(method, bare, &cred.timestamp_raw, &cred.nonce, body),
-    );
-    let b = hmac_sha256(
-        secret,
-        &message(method, with_query, &cred.timestamp_raw, &cred.nonce, body),
-    );
-    let ok_a = a.ct_eq(&cred.signature);
-    let ok_b = b.ct_eq(&cred.signature);
-    bool::from(ok_a | ok_b)
+    let mac = |path| key.mac(&pieces(method, path, cred.timestamp_raw, cred.nonce, body));
+    let ok_bare = mac(bare).ct_eq(&cred.signature);
+    if with_query.len() == bare.len() {
+        return bool::from(ok_bare);
+    }
+    let ok_query = mac(with_query).ct_eq(&cred.signature);
+    bool::from(ok_bare | ok_query)
 }
 
 #[cfg(test)]
@@ -124,6 +141,10 @@ mod tests {
     use super::*;
 
     const SIG: &str = "735d5c3578ce27dc4dcf4ec42d6292c0ed631de97120c37b5502b2fca3cbdfa3";
+
+    fn key(secret: &[u8]) -> HmacSha256Key {
+        HmacSha256Key::new(secret).unwrap()
+    }
 
     fn header(sig: &str) -> String {
         format!(
@@ -133,39 +154,54 @@ mod tests {
 
     #[test]
     fn parses_the_reference_header() {
-        let c = parse(&header(SIG)).unwrap();
+        let h = header(SIG);
+        let c = parse(&h).unwrap();
         assert_eq!(c.client_id, "3f2c1a9e-0000-4000-8000-000000000001");
         assert_eq!(c.timestamp, 1_700_000_000);
         assert!(verify(
             &c,
-            b"s3cr3t-shared-secret",
+            &key(b"s3cr3t-shared-secret"),
             "GET",
             "/api/users",
             b""
         ));
         assert!(!verify(
             &c,
-            b"s3cr3t-shared-secret",
+            &key(b"s3cr3t-shared-secret"),
             "POST",
             "/api/users",
             b""
         ));
         assert!(!verify(
             &c,
-            b"s3cr3t-shared-secret",
+            &key(b"s3cr3t-shared-secret"),
             "GET",
             "/api/users",
             b"x"
         ));
-        assert!(!verify(&c, b"other", "GET", "/api/users", b""));
+        assert!(!verify(&c, &key(b"other"), "GET", "/api/users", b""));
         // The query is not part of PATH.
         assert!(verify(
             &c,
-            b"s3cr3t-shared-secret",
+            &key(b"s3cr3t-shared-secret"),
             "GET",
             "/api/users?x=1",
             b""
         ));
+    }
+
+    #[test]
+    fn a_signature_over_the_query_binds_it() {
+        let k = key(b"s3cr3t-shared-secret");
+        let sig = k.mac(&[&message("GET", "/api/users?x=1", "1700000000", "n-1", b"")]);
+        let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+        let h = header(&hex).replace("0b6c6e3a-6f6e-4c2e-9a59-5d0c2f5d1e01", "n-1");
+        let c = parse(&h).unwrap();
+        assert!(verify(&c, &k, "GET", "/api/users?x=1", b""));
+        assert!(verify(&c, &k, "GET", "/api/users?x=1#frag", b""));
+        assert!(!verify(&c, &k, "GET", "/api/users?x=2", b""));
+        // Without a query only PATH is signed: a query-bound signature does not fit the bare path.
+        assert!(!verify(&c, &k, "GET", "/api/users", b""));
     }
 
     #[test]

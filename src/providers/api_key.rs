@@ -2,7 +2,7 @@
 //! compared in constant time with the SHA-256 digests of the client table; rate limits; templates read
 //! `${client.…}`.
 
-use super::clients::{self, ClientKind, RawClient, RawRateLimit};
+use super::clients::{self, ClientKind, Credential, RawClient, RawRateLimit};
 use super::{find_one, Cx, Fail, Grant, Provider};
 use crate::decision::Reason;
 use crate::policy::config::{compile_headers, ConfigError};
@@ -66,7 +66,10 @@ impl ApiKeyProvider {
         // Every digest is compared, in constant time, whatever matched.
         let mut matched = None;
         for c in &self.clients {
-            if bool::from(digest[..].ct_eq(c.credential.expose())) {
+            let Credential::KeyDigest(d) = &c.credential else {
+                continue;
+            };
+            if bool::from(digest[..].ct_eq(d.expose())) {
                 matched = Some(c);
             }
         }

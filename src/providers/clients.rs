@@ -3,7 +3,7 @@
 
 use super::{grant, text, Cx, Fail, Grant, Named, Provider};
 use crate::decision::{HeaderOp, Reason};
-use crate::formats::crypto::Secret;
+use crate::formats::crypto::{HmacSha256Key, Secret};
 use crate::policy::config::{err, ConfigError};
 use crate::policy::template::{Facts, Root};
 use crate::state::replay::{Rate, RateLimit};
@@ -55,8 +55,7 @@ pub struct Client {
     pub id: String,
     /// `name`, or the id.
     pub name: String,
-    /// The HMAC secret, or the SHA-256 digest of the API key.
-    pub credential: Secret,
+    pub credential: Credential,
     pub status: ClientStatus,
     /// Upper-case methods the client may use; empty: any.
     pub methods: Vec<String>,
@@ -64,6 +63,15 @@ pub struct Client {
     pub rules: Vec<String>,
     /// The client's own limit, else the provider's.
     pub rate_limit: Option<RateLimit>,
+}
+
+/// What a client proves itself with.
+#[derive(Debug)]
+pub enum Credential {
+    /// `hmac`: the shared secret, keyed once.
+    Hmac(HmacSha256Key),
+    /// `api_key`: the SHA-256 digest of the key.
+    KeyDigest(Secret),
 }
 
 /// Which credential a client table holds.
@@ -159,17 +167,24 @@ pub(super) fn compile_clients(
 }
 
 /// The client's shared secret (`hmac`) or key digest (`api_key`).
-fn compile_credential(cpath: &str, kind: ClientKind, c: &RawClient) -> Result<Secret, ConfigError> {
+fn compile_credential(
+    cpath: &str,
+    kind: ClientKind,
+    c: &RawClient,
+) -> Result<Credential, ConfigError> {
     match (kind, &c.secret, &c.key_sha256) {
         (ClientKind::Hmac, Some(secret), None) if !secret.is_empty() => {
-            Ok(Secret::new(secret.as_bytes().to_vec()))
+            match HmacSha256Key::new(secret.as_bytes()) {
+                Some(key) => Ok(Credential::Hmac(key)),
+                None => err(format!("{cpath}.secret"), "expected a usable HMAC key"),
+            }
         }
         (ClientKind::Hmac, _, _) => err(
             cpath,
             "expected \"secret\" (the shared secret, not empty) and no \"key_sha256\"",
         ),
         (ClientKind::ApiKey, None, Some(hex)) => match crate::formats::b64::hex32(hex.trim()) {
-            Some(d) => Ok(Secret::new(d.to_vec())),
+            Some(d) => Ok(Credential::KeyDigest(Secret::new(d.to_vec()))),
             None => err(
                 format!("{cpath}.key_sha256"),
                 "expected 64 hex digits: the SHA-256 of the key (printf %s \"$KEY\" | sha256sum)",

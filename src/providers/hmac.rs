@@ -2,7 +2,7 @@
 //! [`crate::formats::gatekeeper`]) from a table of clients with shared secrets; timestamp window, signed body, replay
 //! (`client_id:nonce`) and rate limits; templates read `${client.…}`.
 
-use super::clients::{self, ClientKind, RawClient, RawRateLimit};
+use super::clients::{self, ClientKind, Credential, RawClient, RawRateLimit};
 use super::{declared_length, find_one, remember, Cx, Fail, Grant, Provider};
 use crate::decision::Reason;
 use crate::formats::gatekeeper;
@@ -45,6 +45,8 @@ pub enum BodyMode {
 #[derive(Debug)]
 pub struct HmacProvider {
     pub clients: Vec<clients::Client>,
+    /// `Authorization: HMAC …`, the one place the credential is read from.
+    from: [TokenSource; 1],
     pub timestamp_window_s: i64,
     pub body: BodyMode,
     pub max_body_bytes: usize,
@@ -79,6 +81,10 @@ pub(super) fn compile(
     let headers = compile_headers(&format!("{path}.headers"), &h.headers, &[Root::Client])?;
     let provider = HmacProvider {
         clients,
+        from: [TokenSource::Header {
+            name: "authorization".into(),
+            prefix: "HMAC ".into(),
+        }],
         timestamp_window_s: i64::from(window),
         body,
         max_body_bytes,
@@ -90,11 +96,7 @@ pub(super) fn compile(
 impl HmacProvider {
     /// Verifies a gatekeeper-signed request.
     pub(super) fn check(&self, p: &Provider, cx: &Cx<'_>) -> Result<Grant, Fail> {
-        let sources = [TokenSource::Header {
-            name: "authorization".into(),
-            prefix: "HMAC ".into(),
-        }];
-        let found = find_one(&sources, cx.req)?;
+        let found = find_one(&self.from, cx.req)?;
         let cred = gatekeeper::parse(&found.value).map_err(|_| Reason::Malformed)?;
         let client = self
             .clients
@@ -106,13 +108,10 @@ impl HmacProvider {
             return Err(Reason::StaleTimestamp.into());
         }
         let body = self.signed_body(cx)?;
-        if !gatekeeper::verify(
-            &cred,
-            client.credential.expose(),
-            cx.req.method,
-            cx.req.path,
-            body,
-        ) {
+        let Credential::Hmac(key) = &client.credential else {
+            return Err(Reason::UnknownClient.into()); // an hmac table holds HMAC keys only
+        };
+        if !gatekeeper::verify(&cred, key, cx.req.method, cx.req.path, body) {
             return Err(Reason::BadSignature.into());
         }
         clients::permit(client, cx)?;

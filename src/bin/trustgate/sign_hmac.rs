@@ -5,7 +5,7 @@
 use crate::{CliError, Output};
 use clap::Args;
 use std::path::PathBuf;
-use trustgate::formats::crypto::hmac_sha256;
+use trustgate::formats::crypto::{hmac_sha256, HmacSha256Key};
 use trustgate::formats::gatekeeper;
 
 #[derive(Args)]
@@ -125,7 +125,9 @@ pub fn run(a: &SignHmacArgs) -> Output {
             gatekeeper::MAX_HEADER_BYTES
         ))
     })?;
-    if !gatekeeper::verify(&cred, secret.as_bytes(), &method, &a.path, &body) {
+    let key = HmacSha256Key::new(secret.as_bytes())
+        .ok_or_else(|| CliError::Usage("the secret cannot be an HMAC key".into()))?;
+    if !gatekeeper::verify(&cred, &key, &method, &a.path, &body) {
         return Err(CliError::Failure(
             "internal error: the signature does not verify".into(),
         ));
