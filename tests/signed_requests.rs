@@ -8,6 +8,9 @@
     clippy::indexing_slicing
 )]
 
+#[path = "support/mint.rs"]
+mod mint;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -131,20 +134,7 @@ impl World {
     }
 }
 
-fn sign(
-    secret: &str,
-    method: &str,
-    path: &str,
-    ts: i64,
-    nonce: &str,
-    body: &[u8],
-    client: &str,
-) -> String {
-    let msg = trustgate::formats::gatekeeper::message(method, path, &ts.to_string(), nonce, body);
-    let mac = trustgate::formats::crypto::hmac_sha256(secret.as_bytes(), &msg);
-    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-    format!(r#"HMAC client_id="{client}",timestamp="{ts}",nonce="{nonce}",signature="{hex}""#)
-}
+use mint::gatekeeper_header as sign;
 
 fn reason(d: &Decision) -> Reason {
     match d {

@@ -92,3 +92,19 @@ pub fn hs256(secret: &[u8], msg: &[u8]) -> Vec<u8> {
     m.update(msg);
     m.finalize().into_bytes().to_vec()
 }
+
+/// A gatekeeper `Authorization: HMAC …` value for a request (DESIGN "Gatekeeper HMAC").
+pub fn gatekeeper_header(
+    secret: &str,
+    method: &str,
+    path: &str,
+    ts: i64,
+    nonce: &str,
+    body: &[u8],
+    client: &str,
+) -> String {
+    let msg = trustgate::formats::gatekeeper::message(method, path, &ts.to_string(), nonce, body);
+    let mac = trustgate::formats::crypto::hmac_sha256(secret.as_bytes(), &msg);
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!(r#"HMAC client_id="{client}",timestamp="{ts}",nonce="{nonce}",signature="{hex}""#)
+}
