@@ -625,6 +625,14 @@ class Envoy:
             return None
         return None
 
+    def cpu_s(self) -> float | None:
+        """CPU time Envoy used so far (user + system, every thread), in seconds."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
     def deny_stats(self) -> str:
         """trustgate's non-zero deny counters (why requests were refused), for error messages."""
         try:
@@ -688,7 +696,7 @@ def run_wrk(args, port: int, requests_file: Path, start: int, seconds: float, cp
 
 HOSTCALL_REPEAT = 10  # calls per request in a hostcall/<call> case
 HOSTCALLS = ("get_header_map_pairs", "get_header_map_value", "remove_header_map_value", "add_header_map_value",
-             "increment_metric", "get_current_time_nanoseconds")
+             "increment_metric", "get_current_time_nanoseconds", "shared_data_get", "shared_data_cas")
 
 
 def _pb_bytes(field_no: int, data: bytes) -> bytes:
@@ -721,6 +729,17 @@ def verify_signature_argument(alg: str) -> str:
     return (_pb_bytes(1, b"sha256") + _pb_bytes(2, spki) + _pb_bytes(3, sig) + _pb_bytes(4, text)).hex()
 
 
+# The host calls one trustgate request makes, and nothing else (bench/noop runs them in this order): the header
+# map, the clock, (HMAC) one replay-slot read and compare-and-swap, the credential removed, the identity header
+# added, the allow counter. trustgate/<x> minus calls/<x> is trustgate's own work inside Envoy (issue 16/17).
+CALL_SEQUENCES = {
+    "calls/jwt-same": "get_header_map_pairs 1;get_current_time_nanoseconds 1;remove_header_map_value 1;"
+                      "add_header_map_value 1;increment_metric 1",
+    "calls/hmac": "get_header_map_pairs 1;get_current_time_nanoseconds 1;shared_data_cas 1;"
+                  "remove_header_map_value 1;add_header_map_value 1;increment_metric 1",
+}
+
+
 def hostcall_configs() -> dict[str, str]:
     """hostcall case name -> bench/noop configuration."""
     out = {f"hostcall/{c}": f"{c} {HOSTCALL_REPEAT}" for c in HOSTCALLS}
@@ -735,7 +754,7 @@ def hostcall_configs() -> dict[str, str]:
 @dataclass
 class Case:
     name: str
-    kind: str  # ceiling | noop | jwt_authn | trustgate | hostcall
+    kind: str  # ceiling | noop | jwt_authn | trustgate | hostcall | calls
     alg: str | None = None
     mode: str | None = None  # same | unique | cached | uncached
     filters: Callable[[], list[dict]] = lambda: [ROUTER]
@@ -830,7 +849,15 @@ class Bench:
             for name, config in hostcall_configs().items():
                 cases.append(Case(name, "hostcall", filters=lambda config=config: [wasm_filter("noop", self.noop_wasm, config), ROUTER],
                                   requests=lambda: bearer_one("ES256")))
-            return cases
+            return self.selected(cases)
+        hmac_file = lambda: self._file("hmac", lambda: hmac_lines(self.single_use_count()))  # noqa: E731
+        # The no-op filter fed the HMAC request lines (one new request per line, as wrk sends them for every
+        # single-use case): what the load generator and Envoy cost for unique requests, without any filter work.
+        cases.append(Case("noop-wasm/unique-lines", "calls", filters=lambda: [wasm_filter("noop", self.noop_wasm, None), ROUTER],
+                          requests=hmac_file))
+        for name, config in CALL_SEQUENCES.items():
+            cases.append(Case(name, "calls", filters=lambda config=config: [wasm_filter("noop", self.noop_wasm, config), ROUTER],
+                              requests=hmac_file if name == "calls/hmac" else lambda: bearer_one("ES256")))
         for alg in JWT_AUTHN_ALGS:
             for mode in ("uncached", "cached"):
                 key = self.jwt_keys[alg]
@@ -840,11 +867,16 @@ class Bench:
         cases += self.trustgate_cases(None, self.wasm)
         for name, wasm in self.extra_wasm.items():
             cases += self.trustgate_cases(name, wasm)
-        if a.cases:
-            rx = re.compile(a.cases)
-            cases = [c for c in cases if rx.search(c.name.replace(f"@{c.build}", "") if c.build else c.name)
-                     or c.kind in ("ceiling", "noop")]
-        return cases
+        return self.selected(cases)
+
+    def selected(self, cases: list[Case]) -> list[Case]:
+        """The cases --cases names (an --also build's under the name without `@build`), and always the ceiling
+        and the no-op filter."""
+        if not self.args.cases:
+            return cases
+        rx = re.compile(self.args.cases)
+        return [c for c in cases if rx.search(c.name.replace(f"@{c.build}", "") if c.build else c.name)
+                or c.kind in ("ceiling", "noop")]
 
     def trustgate_cases(self, build: str | None, wasm: Path) -> list[Case]:
         """trustgate's cases for one build of the filter (`build` None: the build under test, else an `--also`
@@ -974,8 +1006,13 @@ class Bench:
             # the pre-check sent these: start after them (single-use requests must not be sent again)
             start = sum(len(r.encode()) for r in lines) % reqfile.stat().st_size
             warm = run_wrk(a, env.port, reqfile, start, a.warmup, self.wrk_cpu) if a.warmup > 0 else None
+            cpu_before = env.cpu_s()
             meas = run_wrk(a, env.port, reqfile, warm["offset"] if warm else start, a.duration, self.wrk_cpu)
+            cpu_after = env.cpu_s()
             result["rss_kib"] = env.rss_kib()
+            # Envoy's CPU time per request: less sensitive than req/s to other load on a shared machine
+            if cpu_before is not None and cpu_after is not None and meas["requests"]:
+                result["cpu_us_per_req"] = round((cpu_after - cpu_before) * 1e6 / meas["requests"], 2)
             if env.proc.poll() is not None:
                 raise BenchError(f"Envoy exited during the run:\n{env.log_tail()}")
             result.update({k: meas[k] for k in ("rps", "requests", "non2xx", "p50_us", "p90_us", "p99_us", "mean_us",
@@ -1058,6 +1095,7 @@ def summarize(bench: Bench, runs: dict[str, list[dict]]) -> dict:
             "rps_min": min((r["rps"] for r in ok), default=None), "rps_max": max((r["rps"] for r in ok), default=None),
             "p50_ms": median([r["p50_us"] / 1000 for r in ok]),
             "p99_ms": median([r["p99_us"] / 1000 for r in ok]),
+            "cpu_us": median([r["cpu_us_per_req"] for r in ok if r.get("cpu_us_per_req")]),
             "rss_mib": median([r["rss_kib"] / 1024 for r in ok if r.get("rss_kib")]),
             "rss_mib_max": max((r["rss_kib"] / 1024 for r in ok if r.get("rss_kib")), default=None),
             "errors": [f"round {r['round']}: {r['error']}" for r in runs[c.name] if not r["ok"]],
@@ -1077,6 +1115,11 @@ def summarize(bench: Bench, runs: dict[str, list[dict]]) -> dict:
     for name, c in cases.items():
         if c["kind"] == "hostcall" and c["rps"] and noop:
             c["us_per_call"] = round((1e6 / c["rps"] - 1e6 / noop) / HOSTCALL_REPEAT, 3)
+        if c["kind"] in ("calls", "trustgate") and c["rps"] and noop:
+            c["us_over_noop"] = round(1e6 / c["rps"] - 1e6 / noop, 2)
+        noop_cpu = cases.get("noop-wasm", {}).get("cpu_us")
+        if c["kind"] in ("calls", "trustgate") and c.get("cpu_us") and noop_cpu:
+            c["cpu_us_over_noop"] = round(c["cpu_us"] - noop_cpu, 2)
         c["x_noop"] = ratio(c["rps"], noop) if c["kind"] != "noop" else None
         c["x_ceiling"] = ratio(c["rps"], rps("ceiling")) if c["kind"] != "ceiling" else None
         if c["kind"] == "trustgate" and c["alg"] in JWT_AUTHN_ALGS:
@@ -1174,6 +1217,11 @@ def label(name: str, c: dict) -> str:
         return LABELS[name]
     if c["kind"] == "hostcall":
         return f"no-op wasm filter + {HOSTCALL_REPEAT} × `{name.split('/', 1)[1]}`"
+    if c["kind"] == "calls":
+        if name == "noop-wasm/unique-lines":
+            return "no-op wasm filter, the HMAC request lines (a new request each time)"
+        what = {"calls/jwt-same": "a same-token JWT request", "calls/hmac": "a gatekeeper HMAC request"}
+        return f"no-op wasm filter + the host calls of {what.get(name, name)}"
     if c["kind"] == "jwt_authn":
         return f"jwt_authn {c['alg']}, {'jwt_cache_config' if c['mode'] == 'cached' else 'no cache (default)'}"
     if name == "trustgate/hmac":
@@ -1204,19 +1252,20 @@ def markdown(report: dict) -> str:
         lines.append(f"- Also measured, interleaved in the same rounds: **[{n}]** `{info['wasm']}` ({info['bytes']:,} bytes).")
     lines += [
         "",
-        "| case | req/s | range | p50 ms | p99 ms | × no-op | × jwt_authn cached | × jwt_authn uncached | Envoy RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | req/s | range | p50 ms | p99 ms | × no-op | × jwt_authn cached | × jwt_authn uncached | Envoy RSS MiB "
+        "| Envoy CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, c in s["cases"].items():
         if c["rounds_ok"] == 0:
-            lines.append(f"| {label(name, c)} | **failed** | | | | | | | |")
+            lines.append(f"| {label(name, c)} | **failed** | | | | | | | | |")
             continue
         rng = f"{c['rps_min']:,.0f}–{c['rps_max']:,.0f}" if c["rounds_ok"] > 1 else ""
         failed = f" ({c['rounds'] - c['rounds_ok']} failed)" if c["rounds_ok"] < c["rounds"] else ""
         lines.append(
             f"| {label(name, c)}{failed} | {c['rps']:,.0f} | {rng} | {fmt(c['p50_ms'], '.2f')} | {fmt(c['p99_ms'], '.2f')} | "
             f"{fmt(c.get('x_noop'), '.2f')} | {fmt(c.get('x_jwt_authn_cached'), '.2f')} | "
-            f"{fmt(c.get('x_jwt_authn_uncached'), '.2f')} | {fmt(c['rss_mib'], '.1f')} |")
+            f"{fmt(c.get('x_jwt_authn_uncached'), '.2f')} | {fmt(c['rss_mib'], '.1f')} | {fmt(c.get('cpu_us'), '.1f')} |")
     hostcalls = [(n, c) for n, c in s["cases"].items() if c["kind"] == "hostcall"]
     if hostcalls:
         lines += ["", f"| host call (bench/noop, {HOSTCALL_REPEAT} calls per request) | µs per call |", "|---|---:|"]

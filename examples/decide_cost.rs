@@ -8,7 +8,7 @@
 //! node --cpu-prof --cpu-prof-dir=/tmp/prof scripts/run_wasi.js …   # a V8 profile by wasm function
 //! ```
 //!
-//! An argument runs only the timings whose label contains it.
+//! An argument runs only the timings whose label contains it (`=label`: only that one).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -26,7 +26,11 @@ use trustgate::state::jwks_cache::MemoryStore;
 
 fn time<F: FnMut()>(label: &str, n: u32, mut f: F) {
     if let Some(only) = std::env::args().nth(1) {
-        if !label.contains(only.as_str()) {
+        let picked = match only.strip_prefix('=') {
+            Some(exact) => label == exact,
+            None => label.contains(only.as_str()),
+        };
+        if !picked {
             return;
         }
     }
@@ -123,6 +127,7 @@ fn main() {
         std::hint::black_box(v);
     });
     new_token_cases();
+    signed_request_cases();
     assertion_cases(&cfg, &headers, now);
 }
 
@@ -258,4 +263,82 @@ fn new_token_cases() {
             let _ = std::hint::black_box(trustgate::formats::jwt::UntrustedJwt::parse(&tok));
         });
     }
+}
+
+/// The gatekeeper HMAC path (issue 16): a signed request with a new nonce each time, the replay store already
+/// holding `LIVE` nonces per slot (about what one bench run leaves), and its parts.
+fn signed_request_cases() {
+    use trustgate::state::replay;
+    const LIVE: u64 = 8;
+    let now = 1_800_000_000i64;
+    let secret = "bench-secret-0123456789abcdef";
+    let client = "bench-client-0000-4000-8000-000000000001";
+    let cfg = json!({"providers": {"gk": {"hmac": {"clients": {client: {"name": "Bench", "secret": secret}},
+        "timestamp_window_s": 3600, "body": "empty", "headers": {"x-client-id": "${client.id}"}}}},
+        "rules": [{"name": "api", "match": {}, "require": "gk"}]});
+    let policy = trustgate::policy::config::compile(cfg.to_string().as_bytes()).unwrap();
+    let store = MemoryStore::default();
+    replay::prepare_slots(&store, "gk");
+    for i in 0..(u64::from(replay::SLOTS) * LIVE) {
+        replay::check_and_record(&store, "gk", &format!("old-{i}"), now + 3600, now);
+    }
+    let caches = Caches::default();
+    let line = |nonce: &str| {
+        let ts = now.to_string();
+        let msg = trustgate::formats::gatekeeper::message("GET", "/api/bench", &ts, nonce, b"");
+        let sig = trustgate::formats::crypto::hmac_sha256(secret.as_bytes(), &msg);
+        let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+        format!(r#"HMAC client_id="{client}",timestamp="{ts}",nonce="{nonce}",signature="{hex}""#)
+    };
+    let n = 20_000u32;
+    let lines: Vec<Vec<(String, String)>> = (0..n + n / 10 + 1)
+        .map(|i| {
+            vec![(
+                "authorization".into(),
+                line(&format!("683deb4c-6eed-4f96-8b91-{i:012}")),
+            )]
+        })
+        .collect();
+    let first = decide(
+        &policy,
+        &bench_request(&lines[0]),
+        now,
+        &NoRemoteKeys,
+        &store,
+        &caches,
+    );
+    assert!(format!("{first:?}").contains("Allow"), "{first:?}");
+    let mut next = 1usize;
+    time("decide hmac new nonce", n, || {
+        let view = bench_request(&lines[next % lines.len()]);
+        next += 1;
+        let _ = std::hint::black_box(decide(&policy, &view, now, &NoRemoteKeys, &store, &caches));
+    });
+    let header = line("683deb4c-6eed-4f96-8b91-1fc367fd74e2");
+    let params = header.strip_prefix("HMAC ").unwrap();
+    time("hmac header parse", 100_000, || {
+        let _ = std::hint::black_box(trustgate::formats::gatekeeper::parse(params));
+    });
+    let cred = trustgate::formats::gatekeeper::parse(params).unwrap();
+    let key = trustgate::formats::crypto::HmacSha256Key::new(secret.as_bytes()).unwrap();
+    time("hmac verify", 100_000, || {
+        let _ = std::hint::black_box(trustgate::formats::gatekeeper::verify(
+            &cred,
+            &key,
+            "GET",
+            "/api/bench",
+            b"",
+        ));
+    });
+    let mut i = 0u64;
+    time("replay record (new nonce)", 100_000, || {
+        i += 1;
+        let _ = std::hint::black_box(replay::check_and_record(
+            &store,
+            "gk",
+            &format!("new-{i}"),
+            now + 3600,
+            now,
+        ));
+    });
 }

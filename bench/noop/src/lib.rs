@@ -6,7 +6,11 @@
 //! the difference to the plain no-op filter. Calls: `get_header_map_pairs` (the whole request header map),
 //! `get_header_map_value` (`authorization`), `remove_header_map_value` (an absent header), `add_header_map_value`,
 //! `increment_metric`, `get_current_time_nanoseconds`, `verify_signature` (Envoy's foreign function, with the
-//! hex-encoded `VerifySignatureArguments` protobuf as the argument). Without a configuration: the plain no-op.
+//! hex-encoded `VerifySignatureArguments` protobuf as the argument), `shared_data_get` / `shared_data_cas`
+//! (read, or read and compare-and-swap, a 64-byte value on one of 16,384 keys in turn: trustgate's replay slot
+//! round trip). Several calls separated by `;` run one after the other (`get_header_map_pairs 1;
+//! shared_data_cas 1`: the host calls of one trustgate request, without trustgate's own work). Without a
+//! configuration: the plain no-op.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -15,7 +19,7 @@ use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot { call: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(NoopRoot { calls: Rc::new([]) }) });
 }}
 
 /// One host call, made `times` times per request.
@@ -32,10 +36,20 @@ enum Kind {
     IncrementMetric(u32),
     CurrentTime,
     VerifySignature(Vec<u8>),
+    SharedDataGet,
+    SharedDataCas,
+}
+
+/// Keys of the shared-data calls (as many as trustgate's replay slots) and their value size.
+const SLOTS: u32 = 16_384;
+const SLOT_BYTES: usize = 64;
+
+fn slot_key(i: u32) -> String {
+    format!("bench-noop:slot:{}", i % SLOTS)
 }
 
 struct NoopRoot {
-    call: Option<Rc<Call>>,
+    calls: Rc<[Call]>,
 }
 
 impl Context for NoopRoot {}
@@ -46,9 +60,9 @@ impl RootContext for NoopRoot {
             return true; // the plain no-op filter
         };
         let text = String::from_utf8_lossy(&config).into_owned();
-        match parse(&text) {
-            Some(call) => {
-                self.call = Some(Rc::new(call));
+        match text.split(';').map(parse).collect::<Option<Vec<Call>>>() {
+            Some(calls) => {
+                self.calls = calls.into();
                 true
             }
             None => {
@@ -64,7 +78,7 @@ impl RootContext for NoopRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Noop {
-            call: self.call.clone(),
+            calls: self.calls.clone(),
         }))
     }
 
@@ -86,6 +100,16 @@ fn parse(text: &str) -> Option<Call> {
             Kind::IncrementMetric(hostcalls::define_metric(MetricType::Counter, "bench_noop").ok()?)
         }
         "get_current_time_nanoseconds" => Kind::CurrentTime,
+        "shared_data_get" | "shared_data_cas" => {
+            for i in 0..SLOTS {
+                hostcalls::set_shared_data(&slot_key(i), Some(&[0u8; SLOT_BYTES]), None).ok()?;
+            }
+            if name == "shared_data_get" {
+                Kind::SharedDataGet
+            } else {
+                Kind::SharedDataCas
+            }
+        }
         "verify_signature" => {
             // The argument must verify (VerifySignatureResult { result: true }, field 1 = 1): else the config is
             // refused and the bench case fails, instead of timing an error path.
@@ -113,30 +137,51 @@ fn hex(s: &str) -> Option<Vec<u8>> {
 }
 
 struct Noop {
-    call: Option<Rc<Call>>,
+    calls: Rc<[Call]>,
+}
+
+thread_local! {
+    /// The next shared-data key (one request after another walks all of them).
+    static NEXT_SLOT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn next_slot() -> String {
+    NEXT_SLOT.with(|n| {
+        let i = n.get();
+        n.set(i.wrapping_add(1));
+        slot_key(i)
+    })
 }
 
 impl Context for Noop {}
 
 impl HttpContext for Noop {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(call) = &self.call else {
-            return Action::Continue;
-        };
         let h = MapType::HttpRequestHeaders;
-        for _ in 0..call.times {
-            // Results are dropped: only the call's cost is measured.
-            match &call.kind {
-                Kind::HeaderMapPairs => drop(hostcalls::get_map(h)),
-                Kind::HeaderMapValue => drop(hostcalls::get_map_value(h, "authorization")),
-                Kind::RemoveHeader => drop(hostcalls::set_map_value(h, "x-bench-absent", None)),
-                Kind::AddHeader => drop(hostcalls::add_map_value(h, "x-bench-added", "1")),
-                Kind::IncrementMetric(id) => drop(hostcalls::increment_metric(*id, 1)),
-                Kind::CurrentTime => drop(hostcalls::get_current_time()),
-                Kind::VerifySignature(arg) => drop(hostcalls::call_foreign_function(
-                    "verify_signature",
-                    Some(arg),
-                )),
+        for call in self.calls.iter() {
+            for _ in 0..call.times {
+                // Results are dropped: only the call's cost is measured.
+                match &call.kind {
+                    Kind::HeaderMapPairs => drop(hostcalls::get_map(h)),
+                    Kind::HeaderMapValue => drop(hostcalls::get_map_value(h, "authorization")),
+                    Kind::RemoveHeader => drop(hostcalls::set_map_value(h, "x-bench-absent", None)),
+                    Kind::AddHeader => drop(hostcalls::add_map_value(h, "x-bench-added", "1")),
+                    Kind::IncrementMetric(id) => drop(hostcalls::increment_metric(*id, 1)),
+                    Kind::CurrentTime => drop(hostcalls::get_current_time()),
+                    Kind::VerifySignature(arg) => drop(hostcalls::call_foreign_function(
+                        "verify_signature",
+                        Some(arg),
+                    )),
+                    Kind::SharedDataGet => drop(hostcalls::get_shared_data(&next_slot())),
+                    Kind::SharedDataCas => {
+                        let key = next_slot();
+                        if let Ok((Some(mut v), cas)) = hostcalls::get_shared_data(&key) {
+                            v.truncate(SLOT_BYTES - 16);
+                            v.extend_from_slice(&[1u8; 16]);
+                            let _ = hostcalls::set_shared_data(&key, Some(&v), cas);
+                        }
+                    }
+                }
             }
         }
         Action::Continue
