@@ -11,6 +11,10 @@ CPU 1 when there are two CPUs or more (`--no-pin` turns that off).
 Cases (bench/bench.py --list):
   ceiling                    Envoy, no HTTP filter but the router
   noop-wasm                  Envoy with bench/noop (a proxy-wasm filter that returns Continue)
+  noop-wasm/unique-lines     the no-op filter fed the HMAC request lines (a new request each time): what the
+                             single-use request files cost without any filter work
+  calls/jwt-same, calls/hmac the no-op filter making exactly the host calls trustgate makes for a same-token JWT /
+                             a gatekeeper HMAC request (CALL_SEQUENCES): trustgate minus these is its own work
   jwt_authn/<alg>/uncached   Envoy's jwt_authn, inline local_jwks, its default (no jwt_cache_config); ES256 RS256 EdDSA
   jwt_authn/<alg>/cached     the same with jwt_cache_config {jwt_cache_size: 1000}
   trustgate/<alg>/same       trustgate, a jwt provider, the same token on every request; ES256 RS256 EdDSA HS256
@@ -733,10 +737,10 @@ def verify_signature_argument(alg: str) -> str:
 # map, the clock, (HMAC) one replay-slot read and compare-and-swap, the credential removed, the identity header
 # added, the allow counter. trustgate/<x> minus calls/<x> is trustgate's own work inside Envoy (issue 16/17).
 CALL_SEQUENCES = {
-    "calls/jwt-same": "get_header_map_pairs 1;get_current_time_nanoseconds 1;remove_header_map_value 1;"
+    "calls/jwt-same": "get_header_map_pairs 1;get_current_time_nanoseconds 1;remove_authorization 1;"
                       "add_header_map_value 1;increment_metric 1",
     "calls/hmac": "get_header_map_pairs 1;get_current_time_nanoseconds 1;shared_data_cas 1;"
-                  "remove_header_map_value 1;add_header_map_value 1;increment_metric 1",
+                  "remove_authorization 1;add_header_map_value 1;increment_metric 1",
 }
 
 

@@ -5,7 +5,8 @@
 //! request and nothing else: `make bench-hostcalls` (bench/bench.py --hostcalls) measures each call's cost as
 //! the difference to the plain no-op filter. Calls: `get_header_map_pairs` (the whole request header map),
 //! `get_header_map_value` (`authorization`), `remove_header_map_value` (an absent header), `add_header_map_value`,
-//! `increment_metric`, `get_current_time_nanoseconds`, `verify_signature` (Envoy's foreign function, with the
+//! `remove_authorization` (a header the request has: what removing a credential costs), `increment_metric`,
+//! `get_current_time_nanoseconds`, `verify_signature` (Envoy's foreign function, with the
 //! hex-encoded `VerifySignatureArguments` protobuf as the argument), `shared_data_get` / `shared_data_cas`
 //! (read, or read and compare-and-swap, a 64-byte value on one of 16,384 keys in turn: trustgate's replay slot
 //! round trip). Several calls separated by `;` run one after the other (`get_header_map_pairs 1;
@@ -32,6 +33,7 @@ enum Kind {
     HeaderMapPairs,
     HeaderMapValue,
     RemoveHeader,
+    RemoveAuthorization,
     AddHeader,
     IncrementMetric(u32),
     CurrentTime,
@@ -95,6 +97,7 @@ fn parse(text: &str) -> Option<Call> {
         "get_header_map_pairs" => Kind::HeaderMapPairs,
         "get_header_map_value" => Kind::HeaderMapValue,
         "remove_header_map_value" => Kind::RemoveHeader,
+        "remove_authorization" => Kind::RemoveAuthorization,
         "add_header_map_value" => Kind::AddHeader,
         "increment_metric" => {
             Kind::IncrementMetric(hostcalls::define_metric(MetricType::Counter, "bench_noop").ok()?)
@@ -165,6 +168,9 @@ impl HttpContext for Noop {
                     Kind::HeaderMapPairs => drop(hostcalls::get_map(h)),
                     Kind::HeaderMapValue => drop(hostcalls::get_map_value(h, "authorization")),
                     Kind::RemoveHeader => drop(hostcalls::set_map_value(h, "x-bench-absent", None)),
+                    Kind::RemoveAuthorization => {
+                        let _ = hostcalls::set_map_value(h, "authorization", None);
+                    }
                     Kind::AddHeader => drop(hostcalls::add_map_value(h, "x-bench-added", "1")),
                     Kind::IncrementMetric(id) => drop(hostcalls::increment_metric(*id, 1)),
                     Kind::CurrentTime => drop(hostcalls::get_current_time()),
