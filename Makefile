@@ -226,7 +226,7 @@ soak: build py-deps envoy-venv
 # runs each target for FUZZ_SMOKE_SECONDS; a crash fails the run and leaves its input in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 8
-FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig cert claims dpop
+FUZZ_TARGETS := jwt jwks config path template request hmac_header signet httpsig cert claims dpop header_map
 fuzz-deps:
 	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

@@ -48,7 +48,7 @@ fn time<F: FnMut()>(label: &str, n: u32, mut f: F) {
 }
 
 /// `GET bench.local/api/bench` with these headers and an empty body.
-fn bench_request(headers: &[(String, String)]) -> RequestView<'_> {
+fn bench_request<'a>(headers: &'a [(&'a str, &'a str)]) -> RequestView<'a> {
     RequestView {
         method: "GET",
         path: "/api/bench",
@@ -75,7 +75,7 @@ fn main() {
     let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
     let tok = format!("{input}.{}", B64.encode(sig.to_bytes()));
     let auth = format!("Bearer {tok}");
-    let headers: Vec<(String, String)> = vec![("authorization".into(), auth.clone())];
+    let headers = vec![("authorization", auth.as_str())];
     let caches = Caches::default();
     let store = MemoryStore::default();
     let view = bench_request(&headers);
@@ -128,6 +128,7 @@ fn main() {
     });
     new_token_cases();
     signed_request_cases();
+    header_map_cases(&auth);
     assertion_cases(&cfg, &headers, now);
 }
 
@@ -137,7 +138,7 @@ const P256_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCq
 
 /// Identity assertions (issue 14): a same-token decision that also writes the (reused) assertion, and the
 /// signature of a new one per algorithm (what a new caller costs on top of its credential).
-fn assertion_cases(cfg: &Value, headers: &[(String, String)], now: i64) {
+fn assertion_cases(cfg: &Value, headers: &[(&str, &str)], now: i64) {
     for (alg, pem) in [("EdDSA", ED25519_PEM), ("ES256", P256_PEM)] {
         let mut cfg = cfg.clone();
         cfg["assertion"] = json!({"issuer": "https://gateway.bench.local", "audience": "bench", "ttl_s": 60,
@@ -236,8 +237,8 @@ fn new_token_cases() {
             B64.encode(json!({"iss": "https://idp.bench.local/", "sub": "user-0", "aud": "trustgate-bench", "exp": now + 3600,
                 "iat": now, "jti": "bench-0", "email": "user-0@bench.local", "roles": ["a", "b"]}).to_string()));
         let tok = format!("{input}.{}", B64.encode(sign(input.as_bytes())));
-        let headers: Vec<(String, String)> =
-            vec![("authorization".into(), format!("Bearer {tok}"))];
+        let auth = format!("Bearer {tok}");
+        let headers = vec![("authorization", auth.as_str())];
         let view = bench_request(&headers);
         let decide_new = || {
             decide(
@@ -291,17 +292,12 @@ fn signed_request_cases() {
         format!(r#"HMAC client_id="{client}",timestamp="{ts}",nonce="{nonce}",signature="{hex}""#)
     };
     let n = 20_000u32;
-    let lines: Vec<Vec<(String, String)>> = (0..n + n / 10 + 1)
-        .map(|i| {
-            vec![(
-                "authorization".into(),
-                line(&format!("683deb4c-6eed-4f96-8b91-{i:012}")),
-            )]
-        })
+    let lines: Vec<String> = (0..n + n / 10 + 1)
+        .map(|i| line(&format!("683deb4c-6eed-4f96-8b91-{i:012}")))
         .collect();
     let first = decide(
         &policy,
-        &bench_request(&lines[0]),
+        &bench_request(&[("authorization", lines[0].as_str())]),
         now,
         &NoRemoteKeys,
         &store,
@@ -310,7 +306,8 @@ fn signed_request_cases() {
     assert!(format!("{first:?}").contains("Allow"), "{first:?}");
     let mut next = 1usize;
     time("decide hmac new nonce", n, || {
-        let view = bench_request(&lines[next % lines.len()]);
+        let h = [("authorization", lines[next % lines.len()].as_str())];
+        let view = bench_request(&h);
         next += 1;
         let _ = std::hint::black_box(decide(&policy, &view, now, &NoRemoteKeys, &store, &caches));
     });
@@ -340,5 +337,76 @@ fn signed_request_cases() {
             now + 3600,
             now,
         ));
+    });
+}
+
+/// What the host adapter does with the serialized header map before deciding (issue 17): decode it the SDK's
+/// way (a `String` and a `Vec` per header, then the snapshot's `String` pairs), against parsing it in place
+/// (borrowed slices, one `Vec`). The map: Envoy's pseudo-headers and what wrk and Envoy add, ten in all.
+fn header_map_cases(auth: &str) {
+    let pairs: Vec<(&str, &str)> = vec![
+        (":authority", "bench.local"),
+        (":path", "/api/bench"),
+        (":method", "GET"),
+        (":scheme", "http"),
+        ("authorization", auth),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "5f0c1a52-7d3e-4c1b-9a8e-2b6f0d9c3e11"),
+        ("user-agent", "wrk"),
+        ("accept", "*/*"),
+        ("x-envoy-expected-rq-timeout-ms", "15000"),
+    ];
+    // proxy-wasm's serialization: count, (name len, value len) pairs, then each name and value NUL-terminated.
+    let mut raw = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (n, v) in &pairs {
+        raw.extend_from_slice(&(n.len() as u32).to_le_bytes());
+        raw.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (n, v) in &pairs {
+        raw.extend_from_slice(n.as_bytes());
+        raw.push(0);
+        raw.extend_from_slice(v.as_bytes());
+        raw.push(0);
+    }
+    let sizes = |raw: &[u8]| -> Vec<(usize, usize)> {
+        let n = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
+        (0..n)
+            .map(|i| {
+                let at = 4 + i * 8;
+                let a = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
+                let b = u32::from_le_bytes(raw[at + 4..at + 8].try_into().unwrap()) as usize;
+                (a, b)
+            })
+            .collect()
+    };
+    time("header map: SDK decode + snapshot strings", 100_000, || {
+        let buf = raw.clone(); // the host's copy into the VM
+        let mut at = 4 + sizes(&buf).len() * 8;
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        for (a, b) in sizes(&buf) {
+            let name = String::from_utf8(buf[at..at + a].to_vec()).unwrap();
+            at += a + 1;
+            let value = buf[at..at + b].to_vec();
+            at += b + 1;
+            out.push((name, value));
+        }
+        let snap: Vec<(String, String)> = out
+            .into_iter()
+            .filter_map(|(n, v)| String::from_utf8(v).ok().map(|v| (n, v)))
+            .collect();
+        std::hint::black_box(snap);
+    });
+    time("header map: parsed in place", 100_000, || {
+        let buf = raw.clone();
+        let mut at = 4 + sizes(&buf).len() * 8;
+        let mut out: Vec<(&str, &str)> = Vec::with_capacity(16);
+        for (a, b) in sizes(&buf) {
+            let name = std::str::from_utf8(&buf[at..at + a]).unwrap();
+            at += a + 1;
+            let value = std::str::from_utf8(&buf[at..at + b]).unwrap();
+            at += b + 1;
+            out.push((name, value));
+        }
+        std::hint::black_box(&out);
     });
 }

@@ -36,7 +36,7 @@ def raw_literals(text: str) -> list[str]:
 def seeds() -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {t: [] for t in ("jwt", "jwks", "config", "path", "template", "request",
                                                    "hmac_header", "signet", "httpsig", "cert", "claims",
-                                                   "dpop")}
+                                                   "dpop", "header_map")}
     texts = jvl_texts()
     for t in texts:
         for tok in re.findall(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*", t):
@@ -96,6 +96,14 @@ def seeds() -> dict[str, list[bytes]]:
                         "M0RaNTNFc05yV0JiMHhXWG9hTnk1OUlpS0NBcWtzbVFFbyJ9.2oW9RP35yRqzhrtNP86L-Ey71EOptxRimPPToA1plem"
                         "AgR6pxHF8y6-yqyVnmcw6Fy1dqd-jfxSYoMxhAJpLjA\nGET\nhttps://resource.example.org/protectedresou"
                         "rce\nKz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU").encode())
+    # proxy-wasm's serialized header map (count, lengths, NUL-terminated names and values): a request's.
+    def header_map(pairs: list[tuple[bytes, bytes]]) -> bytes:
+        head = len(pairs).to_bytes(4, "little") + b"".join(
+            len(n).to_bytes(4, "little") + len(v).to_bytes(4, "little") for n, v in pairs)
+        return head + b"".join(n + b"\0" + v + b"\0" for n, v in pairs)
+    out["header_map"].append(header_map([(b":method", b"GET"), (b":path", b"/api/x?q=1"), (b":authority", b"h"),
+                                         (b"authorization", b"Bearer eyJ0"), (b"x-empty", b"")]))
+    out["header_map"].append(header_map([]))
     return out
 
 

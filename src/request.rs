@@ -10,7 +10,7 @@ pub struct RequestView<'a> {
     /// `:authority` (or `Host`).
     pub authority: &'a str,
     /// Every header as received, duplicates kept, names as the host gives them.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The whole body once read (`Some(b"")` for a request without one); `None` while it has not been read.
     pub body: Option<&'a [u8]>,
     /// The client certificate Envoy verified on this connection, if any (read only when a provider needs it).
@@ -30,11 +30,20 @@ impl<'a> RequestView<'a> {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| *v)
     }
 
     /// True when header `name` is present at least once.
     pub fn has_header(&self, name: &str) -> bool {
         self.header_values(name).next().is_some()
     }
+}
+
+/// Borrowed `(name, value)` pairs of owned headers, for a [`RequestView`] over headers a caller built itself
+/// (the CLI, tests); the host hands the core slices of the map it read instead.
+pub fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }

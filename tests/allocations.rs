@@ -31,12 +31,16 @@ fn second_decision(
     store: &MemoryStore,
 ) -> (usize, String) {
     let caches = Caches::default();
-    let d = decide(policy, &request(first), NOW, &NoRemoteKeys, store, &caches);
+    let (first, headers) = (
+        trustgate::request::borrowed(first),
+        trustgate::request::borrowed(headers),
+    );
+    let d = decide(policy, &request(&first), NOW, &NoRemoteKeys, store, &caches);
     assert!(format!("{d:?}").contains("Allow"), "{d:?}");
     let (n, d) = allocations(|| {
         decide(
             policy,
-            &request(headers),
+            &request(&headers),
             NOW,
             &NoRemoteKeys,
             store,
@@ -62,7 +66,7 @@ use trustgate::engine::{decide, Caches, NoRemoteKeys};
 use trustgate::request::RequestView;
 use trustgate::state::jwks_cache::MemoryStore;
 
-fn request(headers: &[(String, String)]) -> RequestView<'_> {
+fn request<'a>(headers: &'a [(&'a str, &'a str)]) -> RequestView<'a> {
     RequestView {
         method: "GET",
         path: "/api/orders",

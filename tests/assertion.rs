@@ -110,7 +110,7 @@ impl Fx {
             method,
             path,
             authority: "api.example.com",
-            headers: &headers,
+            headers: &trustgate::request::borrowed(&headers),
             body: Some(b""),
             peer: None,
             peer_unread: false,

@@ -110,7 +110,7 @@ impl Fixture {
             method: "GET",
             path,
             authority: "api.example.com",
-            headers: &headers,
+            headers: &trustgate::request::borrowed(&headers),
             body: Some(b""),
             peer: None,
             peer_unread: false,

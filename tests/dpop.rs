@@ -219,7 +219,7 @@ impl Fixture {
             method: r.method,
             path: r.path,
             authority: r.authority,
-            headers: &headers,
+            headers: &trustgate::request::borrowed(&headers),
             body: Some(b""),
             peer: peer.as_ref(),
             peer_unread: r.peer_unread,

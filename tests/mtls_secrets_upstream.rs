@@ -78,7 +78,7 @@ fn run(p: &Policy, path: &str, headers: &[(&str, &str)], peer: Option<&PeerCert>
         method: "GET",
         path,
         authority: "api.corp",
-        headers: &headers,
+        headers: &trustgate::request::borrowed(&headers),
         body: Some(b""),
         peer,
         peer_unread: false,

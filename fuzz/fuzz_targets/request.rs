@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let view = RequestView { method, path, authority: "h", headers: &headers, body: Some(b""), peer: None, peer_unread: false };
+    let view = RequestView { method, path, authority: "h", headers: &trustgate::request::borrowed(&headers), body: Some(b""), peer: None, peer_unread: false };
     if let Decision::Allow(a) = trustgate::engine::decide(&policy, &view, 1_800_000_000, &trustgate::engine::NoRemoteKeys, &trustgate::state::jwks_cache::MemoryStore::default(), &trustgate::engine::Caches::default()) {
         // Only the public rules (and CORS preflights) can allow without the demo's private key.
         assert!(a.providers.is_empty(), "allowed with {:?}", a.providers);

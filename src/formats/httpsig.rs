@@ -152,7 +152,7 @@ pub struct Request<'a> {
     /// `:path`, raw, with its query.
     pub path: &'a str,
     /// Every header, names in any case, repeated names kept in order.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The whole body; `None` when it has not been read.
     pub body: Option<&'a [u8]>,
 }
@@ -332,10 +332,10 @@ fn signature_fields(req: &Request) -> Result<(sfv::Dictionary, sfv::Dictionary)>
 
 /// The trimmed values of every instance of field `name` (case-insensitive); `None` when absent. Each value is
 /// checked for control characters, and their joined length is bounded.
-fn field_lines<'r>(headers: &'r [(String, String)], name: &str) -> Result<Option<Vec<&'r str>>> {
+fn field_lines<'r>(headers: &[(&'r str, &'r str)], name: &str) -> Result<Option<Vec<&'r str>>> {
     let mut lines = Vec::new();
     let mut total = 0usize;
-    for (n, v) in headers {
+    for &(n, v) in headers {
         if !n.eq_ignore_ascii_case(name) {
             continue;
         }
@@ -353,7 +353,7 @@ fn field_lines<'r>(headers: &'r [(String, String)], name: &str) -> Result<Option
 }
 
 /// The instances of field `name` joined with `", "` (RFC 9110 §5.3); `None` when absent.
-fn field_value(headers: &[(String, String)], name: &str) -> Result<Option<String>> {
+fn field_value(headers: &[(&str, &str)], name: &str) -> Result<Option<String>> {
     Ok(field_lines(headers, name)?.map(|l| l.join(", ")))
 }
 
@@ -773,11 +773,7 @@ fn reserialize(name: &str, value: &str) -> Result<String> {
     .map_err(|_| HttpSigError::Malformed)
 }
 
-fn field_component(
-    headers: &[(String, String)],
-    name: &str,
-    mode: FieldMode<'_>,
-) -> Result<String> {
+fn field_component(headers: &[(&str, &str)], name: &str, mode: FieldMode<'_>) -> Result<String> {
     let lines = field_lines(headers, name)?.ok_or(HttpSigError::MissingComponent)?;
     let joined = lines.join(", ");
     match mode {
@@ -864,6 +860,7 @@ fn check_content_digest(req: &Request, coverage: &DigestCoverage<'_>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::borrowed;
 
     const SECRET_B64: &str =
         "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==";
@@ -885,7 +882,7 @@ mod tests {
 
     fn req<'a>(
         path: &'a str,
-        headers: &'a [(String, String)],
+        headers: &'a [(&'a str, &'a str)],
         body: Option<&'a [u8]>,
     ) -> Request<'a> {
         Request {
@@ -909,7 +906,7 @@ mod tests {
         let mut h = hdrs(extra);
         h.push(("Signature-Input".into(), format!("{label}={input}")));
         h.push(("Signature".into(), format!("{label}=:AA==:")));
-        let base = signature_base(&req(path, &h, body), label).unwrap();
+        let base = signature_base(&req(path, &borrowed(&h), body), label).unwrap();
         let mac = crypto::hmac_sha256(
             &crate::formats::b64::std_decode(SECRET_B64).unwrap(),
             base.as_bytes(),
@@ -939,7 +936,7 @@ mod tests {
     ) -> Result<Verified> {
         let k = secret_key();
         let keys = |id: &str| (id == "k").then_some(&k);
-        verify(&req(path, h, body), &keys, p)
+        verify(&req(path, &borrowed(h), body), &keys, p)
     }
 
     const IN: &str = r#"("@method" "@authority" "@path");created=1000;keyid="k""#;
@@ -1219,8 +1216,7 @@ mod tests {
 
     #[test]
     fn derived_components() {
-        let h = hdrs(&[]);
-        let mut r = req("/p%20q/r?x=%2F&y&a+b=c+d&e=%zz", &h, None);
+        let mut r = req("/p%20q/r?x=%2F&y&a+b=c+d&e=%zz", &[], None);
         let v = |r: &Request, k| component_value(r, k).unwrap().into_owned();
         assert_eq!(v(&r, Kind::Path), "/p%20q/r");
         assert_eq!(v(&r, Kind::Query), "?x=%2F&y&a+b=c+d&e=%zz");
@@ -1283,6 +1279,7 @@ mod tests {
             ("Example-Header", "value, with, lots"),
             ("Example-Header", "of, commas"),
         ]);
+        let h = borrowed(&h);
         let f = |name, mode| field_component(&h, name, mode);
         assert_eq!(
             f("x-ows-header", FieldMode::Raw).unwrap(),
@@ -1452,7 +1449,7 @@ mod tests {
                 .collect();
             let r = run(&h, "/", None, &p);
             assert!(r.is_err(), "{c:?}");
-            let _ = signature_base(&req("/", &h, None), "s");
+            let _ = signature_base(&req("/", &borrowed(&h), None), "s");
         }
         let h = hdrs(&[]);
         assert_eq!(run(&h, "/", None, &p), Err(HttpSigError::Missing));

@@ -7,6 +7,7 @@ pub mod cert;
 pub mod crypto;
 pub mod dpop;
 pub mod gatekeeper;
+pub mod header_map;
 pub mod httpsig;
 pub mod jwk;
 pub mod jws_algs;

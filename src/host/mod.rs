@@ -17,6 +17,7 @@
 // `unsafe` and `#[no_mangle]`; nothing else in this crate does.
 #![allow(unsafe_code)]
 
+mod headers;
 mod hostcrypto;
 mod remote;
 mod state;
@@ -31,6 +32,7 @@ use crate::request::RequestView;
 use crate::state::backend::RedisState;
 use crate::state::redis::{Answer, Command};
 use crate::state::replay;
+use headers::RequestHeaders;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -106,10 +108,7 @@ impl Metrics {
 
 /// The request as first seen (after stripping): what a paused request is decided on again.
 struct Snapshot {
-    method: String,
-    path: String,
-    authority: String,
-    headers: Vec<(String, String)>,
+    headers: RequestHeaders,
     /// `None` until the whole body was read (or known to be empty).
     body: Option<Vec<u8>>,
     /// The verified client certificate, read only when a provider needs it.
@@ -121,16 +120,21 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn view(&self) -> RequestView<'_> {
+    /// The request as the core reads it, over `pairs` ([`RequestHeaders::pairs`] of this snapshot).
+    fn view<'a>(&'a self, pairs: &'a [(&'a str, &'a str)]) -> RequestView<'a> {
         RequestView {
-            method: &self.method,
-            path: &self.path,
-            authority: &self.authority,
-            headers: &self.headers,
+            method: self.headers.method(),
+            path: self.headers.path(),
+            authority: self.headers.authority(),
+            headers: pairs,
             body: self.body.as_deref(),
             peer: self.peer.as_ref(),
             peer_unread: !self.peer_read,
         }
+    }
+
+    fn method(&self) -> &str {
+        self.headers.method()
     }
 }
 
@@ -183,7 +187,8 @@ impl VmState {
             remotes: &self.remotes,
             now,
         };
-        let req = s.view();
+        let pairs = s.headers.pairs();
+        let req = s.view(&pairs);
         match &self.policy.state {
             None => (
                 engine::decide(&self.policy, &req, now, &lookup, &HostStore, &self.caches),
@@ -349,7 +354,7 @@ impl VmState {
     /// answer comes back to [`Filter`]); the call in flight, or `None` once the request was answered.
     fn ask_state(&self, cmd: Command, d: Deny, snapshot: Snapshot) -> Option<StateCall> {
         let Some(cfg) = &self.policy.state else {
-            self.state_failed(d, "no_store", &snapshot.method);
+            self.state_failed(d, "no_store", snapshot.method());
             return None;
         };
         let sent = if snapshot.answers.len() >= state::MAX_ROUND_TRIPS {
@@ -368,7 +373,7 @@ impl VmState {
                 })
             }
             Err(f) => {
-                self.state_failed(d, &f.cause(), &snapshot.method);
+                self.state_failed(d, &f.cause(), snapshot.method());
                 None
             }
         }
@@ -440,7 +445,7 @@ impl Root {
             }
             let mut w = w;
             let outcome = st.outcome(&mut w.snapshot, now, ms, false);
-            st.finish(outcome, &w.snapshot.method);
+            st.finish(outcome, w.snapshot.method());
         }
         let _ = hostcalls::set_effective_context(self.id);
     }
@@ -616,7 +621,7 @@ impl Context for Filter {
                     let _ = hostcalls::resume_http_request();
                 }
             }
-            Err(f) => st.state_failed(deny, &f.cause(), &snapshot.method),
+            Err(f) => st.state_failed(deny, &f.cause(), snapshot.method()),
         }
     }
 }
@@ -729,51 +734,20 @@ fn set_connection_scheme(s: &mut Snapshot) {
         .ok()
         .flatten()
         .is_some_and(|v| !v.is_empty());
-    s.headers.retain(|(n, _)| n != ":scheme");
-    s.headers
-        .push((":scheme".into(), if tls { "https" } else { "http" }.into()));
+    s.headers.set_scheme(if tls { "https" } else { "http" });
 }
 
 /// Reads the request headers (one host call), removes from the request every header the policy strips that
 /// is present (all values; any case, and `_` spellings of the names: [`Policy::strips`]), and returns the
 /// request as the core sees it: without the stripped headers. `None` when the host refused a read or a removal.
 fn strip_and_snapshot(policy: &Policy, end_of_stream: bool) -> Option<Snapshot> {
-    let raw = hostcalls::get_map_bytes(REQ).ok()?;
-    let stripped = |name: &str| policy.strips(name);
-    let mut removed: Vec<&str> = Vec::new();
-    for (name, _) in &raw {
-        if stripped(name) && !removed.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-            hostcalls::remove_map_value(REQ, name).ok()?;
-            removed.push(name);
-        }
-    }
-    let mut s = Snapshot {
-        method: String::new(),
-        path: String::new(),
-        authority: String::new(),
-        headers: Vec::with_capacity(raw.len()),
+    Some(Snapshot {
+        headers: RequestHeaders::read_and_strip(policy)?,
         body: end_of_stream.then(Vec::new),
         peer: None,
         peer_read: false,
         answers: Vec::new(),
-    };
-    for (name, value) in raw {
-        if stripped(&name) {
-            continue;
-        }
-        // A value that is not UTF-8 cannot be a credential or an identity this filter reads; it stays out of
-        // the view. A :path that is not UTF-8 stays empty, which the engine refuses as not absolute.
-        let Ok(v) = String::from_utf8(value) else {
-            continue;
-        };
-        match name.as_str() {
-            ":method" => s.method = v,
-            ":path" => s.path = v,
-            ":authority" => s.authority = v,
-            _ => s.headers.push((name, v)),
-        }
-    }
-    Some(s)
+    })
 }
 
 impl Filter {
@@ -814,7 +788,7 @@ impl Filter {
                 Action::Pause
             }
             reply @ (Outcome::Reply(..) | Outcome::Respond(_)) => {
-                st.finish(reply, &snapshot.method);
+                st.finish(reply, snapshot.method());
                 Action::Pause
             }
         }

@@ -191,7 +191,7 @@ pub fn find<'a>(
 mod tests {
     use super::*;
 
-    fn req<'a>(path: &'a str, headers: &'a [(String, String)]) -> RequestView<'a> {
+    fn req<'a>(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> RequestView<'a> {
         RequestView {
             method: "GET",
             path,
@@ -203,11 +203,8 @@ mod tests {
         }
     }
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+    fn h<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     #[test]

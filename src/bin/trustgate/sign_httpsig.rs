@@ -389,12 +389,13 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
     let placeholder = format!("{}=:AAAA:", a.label);
     headers.push(("signature".into(), placeholder));
 
+    let fields = trustgate::request::borrowed(&headers);
     let req = httpsig::Request {
         method: &method,
         scheme,
         authority,
         path: &path,
-        headers: &headers,
+        headers: &fields,
         body: body.as_deref(),
     };
     let base = httpsig::signature_base(&req, &a.label).map_err(explain)?;
@@ -426,12 +427,13 @@ pub fn run(a: &SignHttpsigArgs) -> Output {
         now: at,
     };
     let lookup = |id: &str| (id == a.keyid).then_some(&key);
+    let fields = trustgate::request::borrowed(&headers);
     let req = httpsig::Request {
         method: &method,
         scheme,
         authority,
         path: &path,
-        headers: &headers,
+        headers: &fields,
         body: body.as_deref(),
     };
     httpsig::verify(&req, &lookup, &policy).map_err(explain)?;
