@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
             scheme,
             authority,
             path,
-            headers: &headers,
+            headers: &trustgate::request::borrowed(&headers),
             body,
         };
         for p in &policies {
@@ -107,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
         scheme: "https",
         authority,
         path,
-        headers: &headers,
+        headers: &trustgate::request::borrowed(&headers),
         body: Some(body.as_bytes()),
     };
     let Ok(base) = httpsig::signature_base(&req, &label) else {
@@ -127,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
         ),
     ));
     let req = Request {
-        headers: &signed,
+        headers: &trustgate::request::borrowed(&signed),
         ..req
     };
     if httpsig::signature_base(&req, &label).as_deref() != Ok(base.as_str()) {
