@@ -497,3 +497,162 @@ fn a_key_rotation_is_fetched_on_an_unknown_kid() {
     let up = proxy.outcome(ex).upstream();
     assert_eq!(header(&up, OWNER), Some("human:bob"));
 }
+
+#[test]
+fn host_crypto_auto_probes_verify_signature_and_off_calls_no_foreign_function() {
+    let key = Key::new("k1", 1);
+    let auto = start(&inline_config(&key));
+    // This host has no verify_signature: the probe's first call fails and the pure-Rust path is used.
+    assert_eq!(auto.foreign_calls(0), ["verify_signature"]);
+    assert!(
+        auto.logged("RSA/ECDSA verified by wasm (pure Rust)"),
+        "{:#?}",
+        auto.log_lines()
+    );
+
+    let off = config(
+        &format!(r#"{{ "jwks": {} }}"#, jwks(&[&key])),
+        r#", "host_crypto": "off""#,
+    );
+    let mut proxy = start(&off);
+    let bearer = format!("Bearer {}", key.token("alice"));
+    let up = proxy
+        .request(&get("/x", &[("authorization", &bearer)]), None)
+        .upstream();
+    assert_eq!(header(&up, OWNER), Some("human:alice"));
+    assert!(
+        proxy.foreign_calls(0).is_empty(),
+        "{:?}",
+        proxy.foreign_calls(0)
+    );
+    assert!(proxy.logged("RSA/ECDSA verified by wasm (pure Rust)"));
+
+    let bad = config(
+        &format!(r#"{{ "jwks": {} }}"#, jwks(&[&key])),
+        r#", "host_crypto": "on""#,
+    );
+    let refused = Proxy::start(&bad, HostOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        refused.refused
+            && refused.logged("trustgate: invalid config: host_crypto: unknown variant `on`"),
+        "{:#?}",
+        refused.log_lines()
+    );
+}
+
+/// A host that cannot act on a request from the root context (ngx_wasm_module: `proxy_set_effective_context`
+/// is accepted but the root's calls reach no request).
+fn no_resume() -> HostOptions {
+    HostOptions {
+        resume_from_root: false,
+        ..HostOptions::default()
+    }
+}
+
+#[test]
+fn host_resume_off_never_pauses_for_keys_and_still_fetches_them() {
+    let (k1, k2) = (Key::new("k1", 1), Key::new("k2", 2));
+    let mut proxy = start_with(
+        &remote_config("").replace(r#""rules""#, r#""host_resume": "off", "rules""#),
+        no_resume(),
+    );
+    let bearer = format!("Bearer {}", k1.token("alice"));
+    // No keys yet: answered at once, not paused.
+    let r = assert_reply(
+        proxy.request(&get("/a", &[("authorization", &bearer)]), None),
+        503,
+        "keys_unavailable",
+    );
+    assert!(r.header("retry-after").is_some(), "{r:?}");
+    // The fetch still runs on the tick, from the root context.
+    proxy.tick(Duration::from_millis(50));
+    let call = proxy
+        .pending_calls()
+        .pop()
+        .unwrap_or_else(|| panic!("no fetch: {:#?}", proxy.log_lines()));
+    proxy.answer(&call, Some((200, &[], jwks(&[&k1]).as_bytes())));
+    let up = proxy
+        .request(&get("/a", &[("authorization", &bearer)]), None)
+        .upstream();
+    assert_eq!(header(&up, OWNER), Some("human:alice"));
+
+    // An unknown kid: 401 at once, and the refetch it asks for brings the new key for the next request.
+    proxy.advance(Duration::from_secs(31));
+    let bob = format!("Bearer {}", k2.token("bob"));
+    assert_reply(
+        proxy.request(&get("/a", &[("authorization", &bob)]), None),
+        401,
+        "unknown_kid",
+    );
+    proxy.tick(Duration::from_millis(50));
+    let call = proxy
+        .pending_calls()
+        .pop()
+        .unwrap_or_else(|| panic!("no refetch on an unknown kid: {:#?}", proxy.log_lines()));
+    proxy.answer(&call, Some((200, &[], jwks(&[&k1, &k2]).as_bytes())));
+    let up = proxy
+        .request(&get("/a", &[("authorization", &bob)]), None)
+        .upstream();
+    assert_eq!(header(&up, OWNER), Some("human:bob"));
+    assert!(!proxy.poisoned());
+}
+
+#[test]
+fn host_resume_auto_on_a_host_that_cannot_resume_from_the_root_logs_it_and_stops_waiting() {
+    let key = Key::new("k1", 1);
+    let mut proxy = start_with(&remote_config(""), no_resume());
+    let bearer = format!("Bearer {}", key.token("alice"));
+    let first = proxy.send(&get("/a", &[("authorization", &bearer)]), None);
+    assert_eq!(proxy.outcome(first), Outcome::Pending);
+    proxy.tick(Duration::from_millis(50));
+    let call = proxy.pending_calls().remove(0);
+    // The fetch answers; the root would resume the waiting request, but this host does not let it reach it.
+    proxy.answer(&call, Some((200, &[], jwks(&[&key]).as_bytes())));
+    assert!(
+        proxy.logged(
+            "trustgate: host_resume: the host does not let the root context reach a paused request"
+        ),
+        "{:#?}",
+        proxy.log_lines()
+    );
+    assert!(
+        !proxy.poisoned(),
+        "the VM trapped: {:#?}",
+        proxy.log_lines()
+    );
+    // That request is the host's to time out (Envoy would have forwarded it).
+    assert_eq!(proxy.outcome(first), Outcome::Pending);
+    // The keys are there: the next request passes at once.
+    let up = proxy
+        .request(&get("/a", &[("authorization", &bearer)]), None)
+        .upstream();
+    assert_eq!(header(&up, OWNER), Some("human:alice"));
+    // A new kid is no longer waited for: 401 unknown_kid at once, not a request stuck in the host.
+    proxy.advance(Duration::from_secs(31));
+    let other = Key::new("k2", 2);
+    let bob = format!("Bearer {}", other.token("bob"));
+    assert_reply(
+        proxy.request(&get("/a", &[("authorization", &bob)]), None),
+        401,
+        "unknown_kid",
+    );
+    assert!(!proxy.poisoned());
+}
+
+#[test]
+fn host_resume_auto_on_a_host_that_resumes_from_the_root_reads_the_request_and_forwards_it() {
+    // The same as above on an Envoy-like host: no refusal logged, the request forwarded (the default).
+    let key = Key::new("k1", 1);
+    let mut proxy = start(&remote_config(""));
+    let bearer = format!("Bearer {}", key.token("alice"));
+    let first = proxy.send(&get("/a", &[("authorization", &bearer)]), None);
+    proxy.tick(Duration::from_millis(50));
+    let call = proxy.pending_calls().remove(0);
+    proxy.answer(&call, Some((200, &[], jwks(&[&key]).as_bytes())));
+    assert!(
+        matches!(proxy.outcome(first), Outcome::Upstream(_)),
+        "{:?}",
+        proxy.outcome(first)
+    );
+    assert!(!proxy.logged("host_resume"), "{:#?}", proxy.log_lines());
+}
