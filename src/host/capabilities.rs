@@ -22,6 +22,8 @@ use std::cell::Cell;
 thread_local! {
     /// The host refused to act on a paused request from the root context (one VM is one wasm instance).
     static ROOT_RESUME_REFUSED: Cell<bool> = const { Cell::new(false) };
+    /// The host reported a client certificate without its digest (logged once).
+    static PEER_DIGEST_MISSING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Installs the RSA/ECDSA offload `setting` allows and the host supports; true when the host verifies.
@@ -109,6 +111,20 @@ pub fn root_resume_refused(context_id: u32) {
                  out; requests no longer wait for keys in this VM (503 keys_unavailable until the keys are \
                  fetched); set \"host_resume\": \"off\" for this host"
             ),
+        );
+    }
+}
+
+/// The host says the connection has a verified client certificate (`connection.mtls`) but gives no
+/// `connection.sha256_peer_certificate_digest` (ngx_wasm_module does not implement it): the certificate is
+/// not used (fail closed), and this is logged once per VM so that the operator sees why mTLS never passes.
+pub fn peer_digest_missing() {
+    if !PEER_DIGEST_MISSING.with(|m| m.replace(true)) {
+        log(
+            LogLevel::Warn,
+            "trustgate: the host reports a client certificate (connection.mtls) but not \
+             connection.sha256_peer_certificate_digest: mtls providers and certificate-bound tokens cannot pass \
+             on this host (docs/hosts.md)",
         );
     }
 }

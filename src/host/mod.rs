@@ -723,8 +723,12 @@ fn peer_certificate() -> Option<PeerCert> {
         dns_san: text("dns_san_peer_certificate"),
         sha256: text("sha256_peer_certificate_digest"),
     };
-    // No digest: no certificate after all.
-    (!cert.sha256.is_empty()).then_some(cert)
+    // No digest: no certificate after all (a host that reports connection.mtls without it: logged once).
+    if cert.sha256.is_empty() {
+        capabilities::peer_digest_missing();
+        return None;
+    }
+    Some(cert)
 }
 
 /// Replaces the request's `:scheme` in the snapshot with the connection's: `https` when the downstream

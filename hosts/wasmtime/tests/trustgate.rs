@@ -656,3 +656,95 @@ fn host_resume_auto_on_a_host_that_resumes_from_the_root_reads_the_request_and_f
     );
     assert!(!proxy.logged("host_resume"), "{:#?}", proxy.log_lines());
 }
+
+const MTLS_CONFIG: &str = r#"{
+  "providers": { "people": { "mtls": { "subject_cn_pattern": "*", "headers": { "x-commit-owner": "human:${cert.cn}" } } } },
+  "strip_headers": ["x-commit-owner"],
+  "rules": [ { "match": {}, "require": "people" } ]
+}"#;
+
+fn connection(props: &[(&str, &[u8])]) -> HostOptions {
+    HostOptions {
+        properties: props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect(),
+        ..HostOptions::default()
+    }
+}
+
+#[test]
+fn mtls_reads_the_connection_properties_and_fails_closed_without_the_certificate_digest() {
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    // Envoy: connection.mtls is one byte 1 and the certificate properties are there.
+    let mut envoy_like = start_with(
+        MTLS_CONFIG,
+        connection(&[
+            ("connection.mtls", &[1]),
+            ("connection.subject_peer_certificate", b"CN=alice,O=Corp"),
+            (
+                "connection.sha256_peer_certificate_digest",
+                digest.as_bytes(),
+            ),
+        ]),
+    );
+    let up = envoy_like
+        .request(&get("/x", &[("x-commit-owner", "human:root")]), None)
+        .upstream();
+    assert_eq!(header(&up, OWNER), Some("human:alice"), "{up:?}");
+    assert!(envoy_like
+        .property_reads(0)
+        .iter()
+        .any(|p| p == "connection.sha256_peer_certificate_digest"));
+
+    // ngx_wasm_module: connection.mtls is the text "true", the certificate properties are not implemented
+    // (NOT_FOUND): no certificate is seen, the request is refused.
+    let mut ngx_like = start_with(
+        MTLS_CONFIG,
+        connection(&[
+            ("connection.mtls", b"true"),
+            ("connection.subject_peer_certificate", b"CN=alice,O=Corp"),
+        ]),
+    );
+    let r = assert_reply(
+        ngx_like.request(&get("/x", &[("x-commit-owner", "human:root")]), None),
+        401,
+        "missing",
+    );
+    assert_eq!(r.header("www-authenticate"), None, "{r:?}");
+    assert!(
+        ngx_like.logged("but not connection.sha256_peer_certificate_digest"),
+        "{:#?}",
+        ngx_like.log_lines()
+    );
+    assert!(!ngx_like.poisoned());
+    assert!(!envoy_like.logged("sha256_peer_certificate_digest"));
+}
+
+#[test]
+fn a_fetch_the_host_refuses_to_dispatch_is_logged_and_answered_503() {
+    let key = Key::new("k1", 1);
+    let mut proxy = start(&remote_config(r#", "startup_wait_ms": 100"#));
+    proxy.refuse_calls(); // the cluster is unknown to this host (BAD_ARGUMENT)
+    let ex = proxy.send(
+        &get(
+            "/a",
+            &[("authorization", &format!("Bearer {}", key.token("alice")))],
+        ),
+        None,
+    );
+    for _ in 0..6 {
+        proxy.tick(Duration::from_millis(50));
+    }
+    assert!(proxy.pending_calls().is_empty());
+    assert!(
+        proxy
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("fetch failed") && l.contains("BadArgument")),
+        "{:#?}",
+        proxy.log_lines()
+    );
+    assert_reply(proxy.outcome(ex), 503, "keys_unavailable");
+    assert!(!proxy.poisoned());
+}
