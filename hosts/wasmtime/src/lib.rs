@@ -7,11 +7,16 @@
 //! `dispatch_http_call`s until a test answers them, runs the root's ticks on a clock the test moves, and
 //! records every log line, property read and foreign function call.
 //!
-//! Two host behaviours differ between real hosts and are switches here ([`HostOptions`]):
+//! Host behaviours that differ between real hosts are switches here ([`HostOptions`]):
 //! - `resume_from_root`: Envoy lets a root context act on a paused request after `proxy_set_effective_context`
-//!   (continue it, answer it). ngx_wasm_module accepts the context switch but acts on no request. With `false`
-//!   the harness answers such calls from a root callback with `UNIMPLEMENTED`, as this crate does by default.
+//!   (read and write its headers, continue it, answer it); ngx_wasm_module accepts the context switch but acts
+//!   on no request. With `false`, a root callback reaches no request: header maps answer `BAD_ARGUMENT`,
+//!   `continue_stream` and `send_local_response` `UNIMPLEMENTED`, as this crate does for a root callback
+//!   entered with its `NoStream`.
 //! - `properties`: the connection properties the host reports (Envoy's `connection.*`); none by default.
+//! - `vms`: how many VMs share the shared-data store, `shared_keys` how many keys it holds.
+//!
+//! The host has no `verify_signature`: every foreign function call is recorded and answered `NOT_FOUND`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
