@@ -57,8 +57,9 @@ pub fn fetch_without_waiting(st: &mut VmState, outcome: &Outcome, now: i64, now_
     }
 }
 
+// The SDK's import with plain integers (`MapType` and `Status` are `repr(u32)`: the same wasm signature), so a
+// status its enum lacks is read, not made into an invalid enum value (as headers.rs does for the pairs).
 #[link(wasm_import_module = "env")]
-#[allow(clashing_extern_declarations)] // the SDK declares it with its enums; the wasm signature is the same
 extern "C" {
     /// The SDK's import, declared with the plain integers of the ABI so that every status can be read.
     #[link_name = "proxy_get_header_map_value"]
