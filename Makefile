@@ -6,6 +6,7 @@
 #   make oci     target/oci/: the OCI image Istio's WasmPlugin pulls (plugin.wasm; no Docker; docs/istio.md)
 #   make test    cargo test (native) + wasm build + CLI build + end-to-end tests in a real Envoy
 #   make test-e2e  builds the wasm and the CLI, then the end-to-end tests alone
+#   make test-hosts  the release wasm in a second proxy-wasm host: proxy-wasm-host on wasmtime (docs/hosts.md)
 #   make run     the demo: Envoy on 127.0.0.1:10000 in the foreground, curl commands printed (Ctrl-C stops)
 #   make run-fleet  two Envoys sharing replay nonces and rate counters in Redis via webdis (state.redis; README)
 #   make flood   Envoy RSS during 1,000,000 unique signed requests (the replay store's memory bound)
@@ -37,7 +38,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e test-hosts run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -88,8 +89,17 @@ test-native:
 test-e2e: py-deps envoy-venv fleet-deps app-deps dpop-client-deps build build-cli
 	$(VENV_PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
+# The unchanged release .wasm in a second proxy-wasm host (hosts/wasmtime/: the proxy-wasm-host crate, ABI
+# v0.2.1 on wasmtime/Cranelift, driven by a scripted proxy; docs/hosts.md). Its own cargo project and lock file,
+# built into target/hosts (first build ~3-4 min: wasmtime and Cranelift). proxy-wasm-host 0.2.0 declares
+# rust-version 1.96 but builds and passes on 1.95, hence --ignore-rust-version.
+HOSTS_CARGO := $(CARGO) test --locked --ignore-rust-version --manifest-path hosts/wasmtime/Cargo.toml --target-dir target/hosts
+test-hosts: build
+	TRUSTGATE_WASM=$(abspath $(WASM)) $(HOSTS_CARGO)
+
 test: deps
 	$(MAKE) --no-print-directory test-native
+	$(MAKE) --no-print-directory test-hosts
 	$(MAKE) --no-print-directory test-e2e
 	$(MAKE) --no-print-directory fuzz-smoke
 

@@ -14,9 +14,11 @@
 //! used on the request path.
 
 // The SDK's entry-point macro declares the `_initialize` export and calls the wasm constructors, which needs
-// `unsafe` and `#[no_mangle]`; nothing else in this crate does.
+// `unsafe` and `#[no_mangle]`; besides it, headers.rs (the raw header map read) and
+// capabilities::root_reaches_request (one header read whose status the SDK would turn into a trap) do.
 #![allow(unsafe_code)]
 
+mod capabilities;
 mod headers;
 mod hostcrypto;
 mod remote;
@@ -443,6 +445,10 @@ impl Root {
             if hostcalls::set_effective_context(w.context_id).is_err() {
                 continue; // the request is gone
             }
+            if !capabilities::root_reaches_request() {
+                capabilities::root_resume_refused(w.context_id);
+                continue;
+            }
             let mut w = w;
             let outcome = st.outcome(&mut w.snapshot, now, ms, false);
             st.finish(outcome, w.snapshot.method());
@@ -496,11 +502,8 @@ impl RootContext for Root {
         for w in &policy.warnings {
             log(LogLevel::Warn, &format!("trustgate: config: {w}"));
         }
-        // Native RSA/ECDSA when the host offers it and gets the probe right; pure Rust otherwise.
-        let host_crypto = hostcrypto::probe();
-        crate::formats::crypto::set_offload(
-            host_crypto.then_some(hostcrypto::host_verify as crate::formats::crypto::Offload),
-        );
+        // Native RSA/ECDSA when allowed (host_crypto), offered and right on the probe; pure Rust otherwise.
+        let host_crypto = capabilities::install_crypto(policy.host_crypto);
         let mut remotes = Vec::new();
         for (i, p) in policy.providers.iter().enumerate() {
             if let Some(src) = p.kind.remote_keys() {
@@ -720,8 +723,12 @@ fn peer_certificate() -> Option<PeerCert> {
         dns_san: text("dns_san_peer_certificate"),
         sha256: text("sha256_peer_certificate_digest"),
     };
-    // No digest: no certificate after all.
-    (!cert.sha256.is_empty()).then_some(cert)
+    // No digest: no certificate after all (a host that reports connection.mtls without it: logged once).
+    if cert.sha256.is_empty() {
+        capabilities::peer_digest_missing();
+        return None;
+    }
+    Some(cert)
 }
 
 /// Replaces the request's `:scheme` in the snapshot with the connection's: `https` when the downstream
@@ -754,7 +761,12 @@ impl Filter {
     /// Decides (or re-decides with the body) and acts: forward, reply, wait for keys, or wait for the body.
     fn run(&mut self, st: &mut VmState, mut snapshot: Snapshot) -> Action {
         let ms = now_ms();
-        match st.outcome(&mut snapshot, secs(ms), ms, true) {
+        let may_wait = capabilities::may_wait(st);
+        let outcome = st.outcome(&mut snapshot, secs(ms), ms, may_wait);
+        if !may_wait {
+            capabilities::fetch_without_waiting(st, &outcome, secs(ms), ms);
+        }
+        match outcome {
             Outcome::Forward(ops, providers) => {
                 if st.forward(&ops, &providers) {
                     Action::Continue

@@ -8,6 +8,7 @@
 
 use crate::policy::assertion::{Assertion, RawAssertion};
 use crate::policy::claims::Conditions;
+use crate::policy::host_caps::{HostCrypto, HostResume};
 use crate::policy::rules::{normalize_path, HostMatch, Match};
 use crate::policy::template::{Root, Template};
 use crate::providers::{Provider, RawProvider};
@@ -63,6 +64,10 @@ struct RawConfig {
     assertion: Option<RawAssertion>,
     #[serde(default)]
     state: Option<RawState>,
+    #[serde(default)]
+    host_crypto: HostCrypto,
+    #[serde(default)]
+    host_resume: HostResume,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +126,10 @@ pub struct Policy {
     pub assertion: Option<Assertion>,
     /// Where replay nonces and rate counters live when not in the proxy's shared data (`state.redis`).
     pub state: Option<RedisConfig>,
+    /// Whether RSA/ECDSA may be verified by the host's `verify_signature` (`host_crypto`).
+    pub host_crypto: HostCrypto,
+    /// Whether a request may wait for keys, to be resumed from the root context (`host_resume`).
+    pub host_resume: HostResume,
 }
 
 impl Policy {
@@ -413,6 +422,8 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         warnings,
         assertion,
         state,
+        host_crypto: raw.host_crypto,
+        host_resume: raw.host_resume,
     })
 }
 
