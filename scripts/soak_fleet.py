@@ -76,6 +76,7 @@ LIMIT, WINDOW_S, BURST = 8, 10, 12
 PREFIX = fleet.PREFIX
 PROBE_KEY = "tgtest:probe"  # fleet_store's "is webdis up" key (5 s TTL): not the filter's
 REPLAY_LATER_MAX_AGE_S = 15  # inside every provider's time window (Signet: 30 s skew), so the replay reason decides
+INVALID_FOR_S = 20  # the invalid requests are made again after this, inside the same windows
 
 WEIGHTS = {
     "hmac": 30,
@@ -151,7 +152,8 @@ def hmac_request(client: str, secret: str, path: str, at: int | None = None) -> 
 
 def invalid_requests(signers: Signers) -> list[tuple[str, str, list, str]]:
     """(name, path, headers, host): requests every proxy must refuse with 401, whatever the store holds. A
-    refused request does not record its nonce, so each is sent again and again."""
+    refused request does not record its nonce, so each is sent again and again (for INVALID_FOR_S: then the
+    time window would refuse them before the check they are named after)."""
     other_sig = make_key("k-ed", algorithms.ED25519)  # the configured keyid, another key
     now = int(time.time())
     _, tok = signers.dpop_keys[0]
@@ -174,11 +176,20 @@ def invalid_requests(signers: Signers) -> list[tuple[str, str, list, str]]:
 
 
 class FleetTraffic:
-    def __init__(self, proxies: list[h.Envoy], signers: Signers, invalid: list, tally: soak.Tally) -> None:
-        self.proxies, self.signers, self.invalid, self.tally = proxies, signers, invalid, tally
+    def __init__(self, proxies: list[h.Envoy], signers: Signers, tally: soak.Tally) -> None:
+        self.proxies, self.signers, self.tally = proxies, signers, tally
         self.accepted: deque = deque(maxlen=2000)  # (monotonic, kind, path, headers, host)
         self.lock = threading.Lock()
         self.per_proxy = Counter()
+        self.invalid = invalid_requests(signers)
+        self.invalid_made = time.monotonic()
+
+    def an_invalid_request(self, rng: random.Random) -> tuple[str, str, list, str]:
+        with self.lock:
+            if time.monotonic() - self.invalid_made >= INVALID_FOR_S:
+                self.invalid = invalid_requests(self.signers)
+                self.invalid_made = time.monotonic()
+            return rng.choice(self.invalid)
 
     def worker(self, deadline: float, interval: float, seed: int) -> None:
         rng = random.Random(seed)
@@ -205,7 +216,7 @@ class FleetTraffic:
             elif kind == "race":
                 self.race(*hmac_request(HMAC_CLIENT, HMAC_SECRET, f"/api/race/{rng.randrange(1000)}"))
             elif kind == "invalid":
-                name, path, headers, host = rng.choice(self.invalid)
+                name, path, headers, host = self.an_invalid_request(rng)
                 self.send(conns, p, name, "401", path, headers, host)
             else:
                 forged = [("x-commit-owner", "human:mallory"), ("x-client-id", "mallory"), ("x-agent-id", "agent:mallory")]
@@ -395,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
         for n in "ab":
             proxies.append(h.Envoy(envoy_bin, workdir / f"envoy-{n}", bootstrap, name=f"soak-fleet-{n}").start())
         signers = Signers()
-        traffic = FleetTraffic(proxies, signers, invalid_requests(signers), tally)
+        traffic = FleetTraffic(proxies, signers, tally)
         t0 = time.monotonic()
         load_start = os.getloadavg()
         pids = {"envoy_a": proxies[0].proc.pid, "envoy_b": proxies[1].proc.pid, "redis": store.redis.pid, "webdis": store.webdis.pid}
