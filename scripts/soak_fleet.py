@@ -66,7 +66,7 @@ import test_fleet as fleet  # noqa: E402
 import trustgate_e2e as h  # noqa: E402
 from fleet_store import Store  # noqa: E402
 from http_message_signatures import algorithms  # noqa: E402
-from test_dpop import CLIENT_DIR as DPOP_CLIENT_DIR, HOST as DPOP_HOST, DpopClient, dpop_headers, token as dpop_token  # noqa: E402
+from test_dpop import CLIENT_DIR as DPOP_CLIENT_DIR, HOST as DPOP_HOST, DpopClient, dpop_headers  # noqa: E402
 from test_http_signature import make_key, sign as sign_httpsig  # noqa: E402
 from test_signet import CLI as SIGNET_CLI, OTHER_SEED as SIGNET_OTHER_SEED, mint as mint_signet  # noqa: E402
 
@@ -123,7 +123,9 @@ class Signers:
         self.dpop_keys = []  # (key id in the client, a token bound to it)
         for _ in range(2):
             key, jkt = self.dpop.key("ES256")
-            self.dpop_keys.append((key, dpop_token(fleet.IDP, {"jkt": jkt})))
+            # test_dpop.token's, but for a day (its 600 s would expire mid-soak: every DPoP request then refused)
+            claims = h.claims(exp=int(time.time()) + 86400, cnf={"jkt": jkt})
+            self.dpop_keys.append((key, h.mint(fleet.IDP, claims, header_extra={"typ": "at+jwt"})))
 
     def close(self) -> None:
         self.dpop.close()
