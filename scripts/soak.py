@@ -54,6 +54,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
@@ -254,7 +255,10 @@ class Tally:
     grace: int = 0
     examples: list[str] = field(default_factory=list)
 
-    def record(self, category: str, want: str, status: int, reason: str | None, error: str | None = None) -> None:
+    def record(self, category: str, want: str, status: int, reason: str | None, error: str | None = None,
+               want_reason: str | None = None, detail: str | None = None) -> None:
+        """`want`: the status due ("200", "401", …) or "grace" (either); `want_reason`: the denial's
+        `x-trustgate-reason` due as well (else any); `detail`: the request, for the examples."""
         with self.lock:
             self.sent += 1
             self.outcomes[f"{category} want={want} -> {status} {reason or error or ''}".strip()] += 1
@@ -276,8 +280,12 @@ class Tally:
             elif want != "200" and str(status) != want:
                 self.other_wrong += 1
                 wrong = "wrong status"
+            elif want_reason is not None and reason != want_reason:
+                self.other_wrong += 1
+                wrong = f"wrong reason (want {want_reason})"
             if wrong and len(self.examples) < 20:
-                self.examples.append(f"{wrong}: {category} want {want}, got {status} {reason or error or ''}")
+                example = f"{wrong}: {category} want {want}, got {status} {reason or error or ''}"
+                self.examples.append(example + (f" ({detail})" if detail else ""))
 
     @property
     def failures(self) -> int:
@@ -338,14 +346,9 @@ class Traffic:
         rng = random.Random(seed)
         conn: h.KeepAlive | None = None
         next_at = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                break
+        while time.monotonic() < deadline:
             if interval > 0:
-                if now < next_at:
-                    time.sleep(next_at - now)
-                next_at = max(next_at + interval, time.monotonic() - 1.0)
+                next_at = pace(next_at, interval)
             category, want, path, headers = self.pick(rng)
             try:
                 if conn is None or conn.closed:
@@ -365,6 +368,14 @@ class Traffic:
                 conn = None
         if conn is not None:
             conn.close()
+
+
+def pace(next_at: float, interval: float) -> float:
+    """Sleeps until `next_at` and returns the next slot (never more than 1 s of backlog)."""
+    now = time.monotonic()
+    if now < next_at:
+        time.sleep(next_at - now)
+    return max(next_at + interval, time.monotonic() - 1.0)
 
 
 def bearer(token: str) -> tuple[str, str]:
@@ -398,18 +409,109 @@ class RssSampler(h.Sampler):
 # ----------------------------------------------------------------------------------------------- run
 
 
-def run(args: argparse.Namespace) -> int:
+class Setup(NamedTuple):
+    """What both soaks (this one and scripts/soak_fleet.py) start from."""
+
+    duration: float
+    warmup: float
+    wasm: Path
+    envoy_bin: str
+    workdir: Path
+    wasm_copy: Path  # a copy: a rebuild during the soak does not change what runs
+
+
+def setup(args: argparse.Namespace, name: str) -> Setup | None:
+    """Durations, the wasm (None, with a message, when it is not built), Envoy and a work dir."""
     duration = args.minutes * 60
-    rotate_s = args.rotate_s or (60.0 if duration >= 240 else max(20.0, duration / 3))
     warmup = args.warmup_s if args.warmup_s is not None else (150.0 if duration >= 300 else duration / 3)
     wasm = Path(args.wasm or h.wasm_path()).resolve()
     if not wasm.is_file():
-        print(f"soak: no wasm at {wasm}: run `make build` (or pass --wasm)", file=sys.stderr)
-        return 2
-    envoy_bin = args.envoy or h.envoy_binary()
-    workdir = Path(tempfile.mkdtemp(prefix="trustgate-soak-"))
-    wasm_copy = workdir / "trustgate.wasm"  # a copy: a rebuild during the soak does not change what runs
+        print(f"{name}: no wasm at {wasm}: run `make build` (or pass --wasm)", file=sys.stderr)
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix=f"trustgate-{name}-"))
+    wasm_copy = workdir / "trustgate.wasm"
     shutil.copyfile(wasm, wasm_copy)
+    return Setup(duration, warmup, wasm, args.envoy or h.envoy_binary(), workdir, wasm_copy)
+
+
+def drive(worker, args: argparse.Namespace, deadline: float, seed: int, t0: float, tally: Tally, progress, others=()) -> float:
+    """Runs `args.threads` client threads `worker(deadline, interval, seed + i)`, `args.rate` requests/s in all,
+    until they (and the threads `others`) end, printing the counts and `progress()` every 30 s; returns the
+    seconds since `t0`."""
+    interval = args.threads / args.rate if args.rate > 0 else 0.0
+    threads = [
+        threading.Thread(target=worker, args=(deadline, interval, seed + i), name=f"client-{i}", daemon=True)
+        for i in range(args.threads)
+    ]
+    for t in threads:
+        t.start()
+    last = 0.0
+    while any(t.is_alive() for t in [*threads, *others]):
+        time.sleep(1.0)
+        el = time.monotonic() - t0
+        if el - last >= 30:
+            last = el
+            print(
+                f"  {el:5.0f} s  {tally.sent:>9,} requests  wrong accepted {tally.wrongly_accepted}  wrong rejected "
+                f"{tally.wrongly_rejected}  5xx {tally.server_errors}  other {tally.other_wrong + tally.client_errors}  "
+                f"{progress()}",
+                flush=True,
+            )
+    return time.monotonic() - t0
+
+
+def machine(load_start: tuple[float, float, float]) -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": load_start, "load_average_end": os.getloadavg()}
+
+
+def rss_figures(samples: list[dict], column: str, warmup: float) -> tuple[dict, float]:
+    """The RSS summary of one process (`column` of the samples, KiB) and its growth after the warm-up in MiB: the
+    max after the warm-up minus the first sample after it."""
+    after = [s for s in samples if s["t_s"] >= warmup]
+    base = after[0][column] if after else samples[0][column]
+    peak_after = max((s[column] for s in after), default=base)
+    growth_mib = (peak_after - base) / 1024
+    figures = {
+        "start_mib": round(samples[0][column] / 1024, 1),
+        "after_warmup_mib": round(base / 1024, 1),
+        "peak_after_warmup_mib": round(peak_after / 1024, 1),
+        "end_mib": round(samples[-1][column] / 1024, 1),
+        "growth_after_warmup_mib": round(growth_mib, 1),
+    }
+    return figures, growth_mib
+
+
+def write_result(result: dict, path: str) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return out
+
+
+def print_counts(tally: Tally) -> None:
+    print(f"wrongly accepted  {tally.wrongly_accepted}")
+    print(f"wrongly rejected  {tally.wrongly_rejected}")
+    print(f"5xx               {tally.server_errors}")
+
+
+def print_end(load_start: tuple[float, float, float], failures: list[str], tally: Tally, out: Path, ok: bool) -> int:
+    """The last lines of the summary; the exit status."""
+    print(f"load average      start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    if failures:
+        print("wasm failures     " + "; ".join(failures[:3]))
+    for e in tally.examples[:10]:
+        print(f"  e.g. {e}")
+    print(f"wrote {out}")
+    print("result            " + ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    su = setup(args, "soak")
+    if su is None:
+        return 2
+    duration, warmup, wasm, envoy_bin, workdir, wasm_copy = su
+    rotate_s = args.rotate_s or (60.0 if duration >= 240 else max(20.0, duration / 3))
 
     static_key = h.generate_key("ES256", "static-1")
     server = JwksServer()
@@ -446,27 +548,12 @@ def run(args: argparse.Namespace) -> int:
         sampler.start()
         traffic = Traffic(envoy.port, rotation, static_key, tally)
         deadline = time.monotonic() + duration
-        interval = args.threads / args.rate if args.rate > 0 else 0.0
-        threads = [
-            threading.Thread(target=traffic.worker, args=(deadline, interval, 1000 + i), name=f"client-{i}", daemon=True)
-            for i in range(args.threads)
-        ]
-        for t in threads:
-            t.start()
-        last = 0.0
-        while any(t.is_alive() for t in threads):
-            time.sleep(1.0)
-            el = time.monotonic() - t0
-            if el - last >= 30:
-                last = el
-                rss = sampler.samples[-1]["rss_kib"] / 1024 if sampler.samples else 0
-                print(
-                    f"  {el:5.0f} s  {tally.sent:>9,} requests  wrong accepted {tally.wrongly_accepted}  wrong rejected "
-                    f"{tally.wrongly_rejected}  5xx {tally.server_errors}  other {tally.other_wrong + tally.client_errors}  "
-                    f"grace {tally.grace}  RSS {rss:.1f} MiB  rotations {rotation.rotations}",
-                    flush=True,
-                )
-        elapsed = time.monotonic() - t0
+
+        def progress() -> str:
+            rss = sampler.samples[-1]["rss_kib"] / 1024 if sampler.samples else 0
+            return f"grace {tally.grace}  RSS {rss:.1f} MiB  rotations {rotation.rotations}"
+
+        elapsed = drive(traffic.worker, args, deadline, 1000, t0, tally, progress)
         sampler.stop()
         rotation.stop()
         stats = envoy.stats("wasmcustom.trustgate.")
@@ -480,14 +567,11 @@ def run(args: argparse.Namespace) -> int:
 
     # RSS after warm-up
     samples = sampler.samples
-    after = [s for s in samples if s["t_s"] >= warmup]
-    base = after[0]["rss_kib"] if after else samples[0]["rss_kib"]
-    peak_after = max((s["rss_kib"] for s in after), default=base)
-    growth_mib = (peak_after - base) / 1024
+    rss, growth_mib = rss_figures(samples, "rss_kib", warmup)
     rss_ok = growth_mib <= args.rss_growth_mib
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_start": load_start, "load_average_end": os.getloadavg()},
+        "machine": machine(load_start),
         "envoy": h.envoy_version(envoy_bin),
         "wasm": str(wasm),
         "settings": {
@@ -515,14 +599,7 @@ def run(args: argparse.Namespace) -> int:
         "grace_window_answers": tally.grace,
         "rotations": rotation.rotations,
         "rotation_events": rotation.events,
-        "rss": {
-            "start_mib": round(samples[0]["rss_kib"] / 1024, 1),
-            "after_warmup_mib": round(base / 1024, 1),
-            "peak_after_warmup_mib": round(peak_after / 1024, 1),
-            "end_mib": round(samples[-1]["rss_kib"] / 1024, 1),
-            "growth_after_warmup_mib": round(growth_mib, 1),
-            "samples": samples,
-        },
+        "rss": {**rss, "samples": samples},
         "wasm_failures_in_log": failures[:10],
         "outcomes": dict(sorted(tally.outcomes.items())),
         "examples": tally.examples,
@@ -530,15 +607,11 @@ def run(args: argparse.Namespace) -> int:
     }
     ok = tally.failures == 0 and rss_ok and not failures and tally.sent > 0
     result["ok"] = ok
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_result(result, args.json)
 
     print()
     print(f"requests          {tally.sent:,} in {elapsed:.0f} s ({result['requests_per_s']:,.0f}/s), {rotation.rotations} JWKS rotations")
-    print(f"wrongly accepted  {tally.wrongly_accepted}")
-    print(f"wrongly rejected  {tally.wrongly_rejected}")
-    print(f"5xx               {tally.server_errors}")
+    print_counts(tally)
     print(f"other wrong       {tally.other_wrong} status, {tally.client_errors} client errors ({tally.grace} answers in rotation grace windows)")
     r = result["rss"]
     print(
@@ -546,36 +619,39 @@ def run(args: argparse.Namespace) -> int:
         f"{r['peak_after_warmup_mib']} MiB, end {r['end_mib']} MiB: growth {r['growth_after_warmup_mib']} MiB "
         f"(limit {args.rss_growth_mib} MiB)"
     )
-    print(f"load average      start {load_start[0]:.2f}, end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    if failures:
-        print("wasm failures     " + "; ".join(failures[:3]))
-    for e in tally.examples[:10]:
-        print(f"  e.g. {e}")
-    print(f"wrote {out}")
-    print("result            " + ("OK" if ok else "FAILED"))
-    return 0 if ok else 1
+    return print_end(load_start, failures, tally, out, ok)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, default=10.0, help="how long (default 10; 1 = quick mode)")
-    p.add_argument("--rotate-s", type=float, default=None, help="JWKS rotation period (default 60; shorter runs: a third of the run, at least 20)")
-    p.add_argument("--threads", type=int, default=8, help="client threads, one keep-alive connection each (default 8)")
-    p.add_argument("--rate", type=float, default=600.0, help="total requests per second (default 600; 0 = unlimited)")
+def options(doc: str, json_name: str, minutes_help: str) -> argparse.ArgumentParser:
+    """The options of both soaks; each adds its own (--threads, --rate, …)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0, help=minutes_help)
     p.add_argument("--sample-s", type=float, default=10.0, help="RSS sampling interval (default 10)")
     p.add_argument("--warmup-s", type=float, default=None, help="RSS warm-up (default 150 for runs of 5 min or more, else a third)")
-    p.add_argument("--rss-growth-mib", type=float, default=16.0, help="allowed RSS growth after warm-up (default 16)")
-    p.add_argument("--json", default=str(REPO / "bench" / "soak.json"), help="where to write the result (default bench/soak.json)")
+    p.add_argument("--rss-growth-mib", type=float, default=16.0, help="allowed RSS growth (of each Envoy) after warm-up (default 16)")
+    p.add_argument("--json", default=str(REPO / "bench" / json_name), help=f"where to write the result (default bench/{json_name})")
     p.add_argument("--wasm", default=None, help="the module (default $TRUSTGATE_WASM, else the release build)")
     p.add_argument("--envoy", default=None, help="the Envoy binary (default .venv/bin/envoy, else PATH)")
+    return p
+
+
+def run_main(p: argparse.ArgumentParser, argv: list[str] | None, run_soak, name: str) -> int:
     args = p.parse_args(argv)
     if args.minutes <= 0:
         p.error("--minutes must be positive")
     try:
-        return run(args)
+        return run_soak(args)
     except h.HarnessError as e:
-        print(f"soak: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = options(__doc__, "soak.json", "how long (default 10; 1 = quick mode)")
+    p.add_argument("--rotate-s", type=float, default=None, help="JWKS rotation period (default 60; shorter runs: a third of the run, at least 20)")
+    p.add_argument("--threads", type=int, default=8, help="client threads, one keep-alive connection each (default 8)")
+    p.add_argument("--rate", type=float, default=600.0, help="total requests per second (default 600; 0 = unlimited)")
+    return run_main(p, argv, run, "soak")
 
 
 if __name__ == "__main__":
