@@ -356,40 +356,17 @@ fn header_map_cases(auth: &str) {
         ("accept", "*/*"),
         ("x-envoy-expected-rq-timeout-ms", "15000"),
     ];
-    // proxy-wasm's serialization: count, (name len, value len) pairs, then each name and value NUL-terminated.
-    let mut raw = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (n, v) in &pairs {
-        raw.extend_from_slice(&(n.len() as u32).to_le_bytes());
-        raw.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (n, v) in &pairs {
-        raw.extend_from_slice(n.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(v.as_bytes());
-        raw.push(0);
-    }
-    let sizes = |raw: &[u8]| -> Vec<(usize, usize)> {
-        let n = u32::from_le_bytes(raw[..4].try_into().unwrap()) as usize;
-        (0..n)
-            .map(|i| {
-                let at = 4 + i * 8;
-                let a = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap()) as usize;
-                let b = u32::from_le_bytes(raw[at + 4..at + 8].try_into().unwrap()) as usize;
-                (a, b)
-            })
-            .collect()
-    };
+    use trustgate::formats::header_map;
+    let bytes: Vec<(&str, &[u8])> = pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    let raw = header_map::serialize(&bytes);
     time("header map: SDK decode + snapshot strings", 100_000, || {
         let buf = raw.clone(); // the host's copy into the VM
-        let mut at = 4 + sizes(&buf).len() * 8;
-        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
-        for (a, b) in sizes(&buf) {
-            let name = String::from_utf8(buf[at..at + a].to_vec()).unwrap();
-            at += a + 1;
-            let value = buf[at..at + b].to_vec();
-            at += b + 1;
-            out.push((name, value));
-        }
+                               // The SDK's get_map_bytes: a String and a Vec per header; then the old snapshot's String values.
+        let out: Vec<(String, Vec<u8>)> = header_map::spans(&buf)
+            .unwrap()
+            .into_iter()
+            .map(|(n, v)| (String::from_utf8(buf[n].to_vec()).unwrap(), buf[v].to_vec()))
+            .collect();
         let snap: Vec<(String, String)> = out
             .into_iter()
             .filter_map(|(n, v)| String::from_utf8(v).ok().map(|v| (n, v)))
@@ -398,15 +375,12 @@ fn header_map_cases(auth: &str) {
     });
     time("header map: parsed in place", 100_000, || {
         let buf = raw.clone();
-        let mut at = 4 + sizes(&buf).len() * 8;
-        let mut out: Vec<(&str, &str)> = Vec::with_capacity(16);
-        for (a, b) in sizes(&buf) {
-            let name = std::str::from_utf8(&buf[at..at + a]).unwrap();
-            at += a + 1;
-            let value = std::str::from_utf8(&buf[at..at + b]).unwrap();
-            at += b + 1;
-            out.push((name, value));
-        }
+        let text = |s: std::ops::Range<usize>| std::str::from_utf8(&buf[s]).unwrap();
+        let out: Vec<(&str, &str)> = header_map::spans(&buf)
+            .unwrap()
+            .into_iter()
+            .map(|(n, v)| (text(n), text(v)))
+            .collect();
         std::hint::black_box(&out);
     });
 }

@@ -35,7 +35,7 @@ pub fn spans(raw: &[u8]) -> Option<Vec<(Span, Span)>> {
     Some(out)
 }
 
-/// The serialized form of `pairs` (what a host sends; for tests and the fuzz target's seeds).
+/// The serialized form of `pairs` (what a host sends; for the tests and `examples/decide_cost.rs`).
 pub fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     let mut out = len(pairs.len()).to_vec();
