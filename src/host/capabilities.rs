@@ -16,7 +16,7 @@
 use super::{hostcrypto, log, Outcome, VmState};
 use crate::decision::Reason;
 use crate::policy::host_caps::{HostCrypto, HostResume};
-use proxy_wasm::types::LogLevel;
+use proxy_wasm::types::{LogLevel, MapType};
 use std::cell::Cell;
 
 thread_local! {
@@ -75,7 +75,6 @@ extern "C" {
 /// Whether the host lets the root context reach the request it made effective: reading its `:method` answers
 /// OK (ABI status 0). Any other status is an answer here, not a trap.
 pub fn root_reaches_request() -> bool {
-    const REQUEST_HEADERS: u32 = 0;
     const OK: u32 = 0;
     let key = b":method";
     let mut data: *mut u8 = std::ptr::null_mut();
@@ -86,7 +85,7 @@ pub fn root_reaches_request() -> bool {
     // freed here as such.
     let status = unsafe {
         get_header_map_value_status(
-            REQUEST_HEADERS,
+            MapType::HttpRequestHeaders as u32,
             key.as_ptr(),
             key.len(),
             &mut data,
