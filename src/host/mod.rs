@@ -584,15 +584,20 @@ struct Filter {
     awaiting_state: Option<StateCall>,
 }
 
-impl Context for Filter {
-    fn on_done(&mut self) -> bool {
+// The stream is over (the SDK drops its context on `proxy_on_delete`): a request still waiting for keys is
+// forgotten. Not `on_done`: the module does not export `proxy_on_done` (scripts/wasm_exports.py), so that
+// Envoy makes no call into the VM for it.
+impl Drop for Filter {
+    fn drop(&mut self) {
         if let Some(state) = &self.state {
             if let Ok(mut st) = state.try_borrow_mut() {
                 st.waiters.retain(|w| w.context_id != self.id);
             }
         }
-        true
     }
+}
+
+impl Context for Filter {
 
     fn on_http_call_response(
         &mut self,

@@ -43,7 +43,7 @@ def wasm() -> "h.Path":
     if not path.is_file():
         pytest.fail(
             f"{path} does not exist: build it with `make build` "
-            "(cargo build --release --target wasm32-wasip1 --lib)",
+            "(cargo build --release --target wasm32-wasip1 --lib, then scripts/wasm_exports.py trim)",
             pytrace=False,
         )
     return path
