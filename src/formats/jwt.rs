@@ -22,8 +22,8 @@
 //! | payload not a JSON object, duplicate claim | `Malformed` | `decode_object` (`StrictObject`) |
 //! | `iss`/`sub`/`jti` not strings, `aud` not a string or array of strings, `exp`/`nbf`/`iat` not numbers in `[0, 9999-12-31]` | `Malformed` | `check_registered_claims` |
 //! | `typ` outside the provider's `typ` list (case-insensitive, `application/` ignored; absent fails a list), or `dpop+jwt` | `TypNotAllowed` | [`JwtRules::verify`] (`check_typ`) |
-//! | `alg` `none`, unknown, or outside the provider's list | `AlgNotAllowed` | [`JwtRules::verify`] / `recheck` (`check_claims`) |
-//! | `iss`, `exp` (+skew), `nbf` (−skew), `exp` required, lifetime, `aud` | their own | `check_claims`, at the caller's `now` |
+//! | `alg` `none`, unknown, or outside the provider's list | `AlgNotAllowed` | [`JwtRules::verify`] / `recheck` (`check_claims`); a cached token was verified by the same rules (`recheck_times`) |
+//! | `iss`, `exp` (+skew), `nbf` (−skew), `exp` required, lifetime, `aud` | their own | `check_claims`, at the caller's `now`; on a token-cache hit only `exp` and `nbf` again (`recheck_times`) |
 //! | `kid` given: only keys with that `kid` or none (no fallback to others) | `UnknownKid` | `verify_signature` |
 //! | key's own `alg` (JWK `alg`) and key type pin the algorithm | `AlgNotAllowed` | `verify_signature` ([`Jwk::accepts`]) and [`crate::formats::crypto::verify`] ([`Alg::fits`]) |
 //! | signature (lengths, encodings, constant-time MACs) | `BadSignature` | `Algorithm::verify_signature` → [`crate::formats::crypto::verify`] |
@@ -220,6 +220,7 @@ pub struct VerifiedJwt {
     claims: Rc<Map<String, Value>>,
     alg: Alg,
     exp: Option<i64>,
+    nbf: Option<i64>,
 }
 
 impl VerifiedJwt {
@@ -307,6 +308,7 @@ impl JwtRules {
             claims: Rc::clone(&token.claims),
             alg,
             exp,
+            nbf: numeric_date(&token.claims, "nbf")?,
         })
     }
 
@@ -333,6 +335,19 @@ impl JwtRules {
     pub fn recheck(&self, jwt: &VerifiedJwt, now: i64) -> Result<(), JwtError> {
         self.check_claims(jwt.alg.name(), &jwt.claims, now)
             .map(|_| ())
+    }
+
+    /// [`Self::recheck`] for a token these same rules verified (the per-VM token cache: it lives and dies with
+    /// the compiled config): only the checks that change with `now`, `exp` (+skew) and `nbf` (−skew). `alg`,
+    /// `iss`, `aud`, `exp` required and the lifetime passed at verification and cannot change.
+    pub fn recheck_times(&self, jwt: &VerifiedJwt, now: i64) -> Result<(), JwtError> {
+        if matches!(jwt.exp, Some(exp) if now > exp.saturating_add(self.clock_skew_s)) {
+            return Err(JwtError::Expired);
+        }
+        if matches!(jwt.nbf, Some(nbf) if nbf > now.saturating_add(self.clock_skew_s)) {
+            return Err(JwtError::NotYetValid);
+        }
+        Ok(())
     }
 
     /// The algorithm (allowed by these rules) and every claim check at `now`; `exp` when present.

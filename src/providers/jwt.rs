@@ -278,11 +278,11 @@ impl JwtProvider {
                 (&remote.0, remote.1)
             }
         };
-        // A token verified before by this provider with these keys: its claims are checked again, its
-        // signature is not.
+        // A token verified before by this provider with these keys: its times are checked again, its
+        // signature and the other claims are not (the cache lives and dies with this compiled config).
         let verified = match cx.caches.tokens.get(index, &found.value, version) {
             Some(hit) => {
-                self.rules.recheck(&hit, cx.now).map_err(Reason::from)?;
+                self.rules.recheck_times(&hit, cx.now).map_err(Reason::from)?;
                 hit
             }
             None => {
