@@ -205,7 +205,8 @@ impl Template {
 
     /// Renders the template. Missing values without a default make the whole header absent.
     pub fn render(&self, facts: &dyn Facts) -> Result<String, RenderError> {
-        let mut out = String::new();
+        // Room for a typical identity header, so that appending its pieces does not reallocate.
+        let mut out = String::with_capacity(64);
         for p in &self.pieces {
             match p {
                 Piece::Lit(s) => out.push_str(s),
@@ -230,11 +231,12 @@ impl Template {
     }
 }
 
-/// Renders one JSON value as header text: strings as they are, arrays joined with `,`, objects as JSON.
-pub fn render_value(v: &Value) -> String {
-    match v {
+/// Renders one JSON value as header text: strings as they are (borrowed), arrays joined with `,`, objects as
+/// JSON.
+pub fn render_value(v: &Value) -> Cow<'_, str> {
+    Cow::Owned(match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => return Cow::Borrowed(s),
         Value::Array(items) => items
             .iter()
             .map(|i| match i {
@@ -244,7 +246,7 @@ pub fn render_value(v: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         other => other.to_string(),
-    }
+    })
 }
 
 /// A claim PATH as claim conditions and assertion claims write it (`realm_access.roles`,
