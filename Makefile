@@ -17,6 +17,7 @@
 #                rate limit): wrong decisions, 5xx, RSS, Redis keys (bench/soak-fleet.json)
 #   make bench   trustgate vs Envoy jwt_authn, a no-op wasm filter and no filter (wrk; about 12 min; BENCHMARKS.md)
 #   make bench-hostcalls  µs per proxy-wasm host call and per verify_signature, from bench/noop variants (~2 min)
+#   make bench-instructions  Envoy's instructions per request under valgrind (callgrind), deterministic (BENCHMARKS.md)
 #   make wasm-costs  µs per verification and per same-token decision in V8 (examples/*_cost.rs in node)
 #   make clean   cargo clean and test caches (distclean: also .venv/ and examples/app/express/node_modules/)
 #
@@ -40,7 +41,7 @@ PYTEST_ARGS  ?=
 export PYTHONDONTWRITEBYTECODE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e test-hosts run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-deps wasm-costs soak soak-fleet clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
+.PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e test-hosts run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-instructions bench-deps wasm-costs soak soak-fleet clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
 
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
@@ -205,6 +206,24 @@ bench: deps bench-deps
 # filter of the same rounds; writes bench/hostcalls.{json,md} (about 2 min), leaves BENCHMARKS.md alone.
 bench-hostcalls: deps bench-deps
 	$(VENV_PY) bench/bench.py --hostcalls --rounds 2 --duration 3 $(BENCH_ARGS)
+
+# Instructions per request (BENCHMARKS.md, "Instructions per request"): bench.py's cases, each in one Envoy under
+# valgrind's callgrind, 300 warm-up then 2,000 measured requests on one connection; Ir per request, × no-op and the
+# split by object (Envoy, JIT-compiled wasm, libc). Deterministic where req/s is noisy; not part of make test.
+# Writes bench/instructions.{json,md}. INSTR_ARGS="--cases 'trustgate/hmac$$' --also before=<old.wasm>"; --help.
+INSTR_ARGS ?=
+bench-instructions: deps bench-deps
+	@if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "valgrind not found: apt-get install -y valgrind"; \
+	    apt-get install -y valgrind || { apt-get update && apt-get install -y valgrind; }; \
+	  else \
+	    echo "make bench-instructions needs valgrind (callgrind), which is not installed. Install it as root:" >&2; \
+	    echo "  apt-get install -y valgrind      (Debian/Ubuntu)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(VENV_PY) bench/instructions.py $(INSTR_ARGS)
 
 # Per-call costs of the pure-Rust paths in V8 (Node runs the module like Envoy, without its host calls):
 # Ed25519 without/with its table, ES256 and RS256 in wasm (examples/crypto_cost.rs); the same-token decision and

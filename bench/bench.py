@@ -583,7 +583,9 @@ def stop_process(p: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 class Envoy:
-    def __init__(self, binary: str, config: Callable[[int, int], str], workdir: Path, name: str, cpu: str | None) -> None:
+    def __init__(self, binary: str, config: Callable[[int, int], str], workdir: Path, name: str, cpu: str | None,
+                 prefix: list[str] | None = None) -> None:
+        """`prefix`: a command that execs Envoy, so the pid stays Envoy's (bench/instructions.py: valgrind)."""
         self.port, self.admin_port = free_port(), free_port()
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         self.config_path = workdir / f"envoy-{safe}.yaml"
@@ -591,6 +593,7 @@ class Envoy:
         self.config_path.write_text(config(self.port, self.admin_port))
         cmd = [binary, "-c", str(self.config_path), "--concurrency", "1", "--disable-hot-restart",
                "--log-level", "warn", "--log-path", str(self.log_path)]
+        cmd = (prefix or []) + cmd
         if cpu is not None:
             cmd = ["taskset", "-c", cpu] + cmd  # taskset execs Envoy: the pid is Envoy's
         self.started = time.monotonic()
