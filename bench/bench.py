@@ -15,6 +15,8 @@ Cases (bench/bench.py --list):
                              single-use request files cost without any filter work
   calls/jwt-same, calls/hmac the no-op filter making exactly the host calls trustgate makes for a same-token JWT /
                              a gatekeeper HMAC request (CALL_SEQUENCES): trustgate minus these is its own work
+  noop-wasm/trimmed, calls/jwt-same+trimmed  the same, the module exporting only the callbacks trustgate exports
+                             (scripts/wasm_exports.py, as `make build` does): the floor for trustgate's same token
   jwt_authn/<alg>/uncached   Envoy's jwt_authn, inline local_jwks, its default (no jwt_cache_config); ES256 RS256 EdDSA
   jwt_authn/<alg>/cached     the same with jwt_cache_config {jwt_cache_size: 1000}
   trustgate/<alg>/same       trustgate, a jwt provider, the same token on every request; ES256 RS256 EdDSA HS256
@@ -88,6 +90,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import wasm_exports  # noqa: E402  (scripts/wasm_exports.py: the export trim `make build` applies)
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -791,6 +796,10 @@ class Bench:
         # Envoy loads the wasm at every start: copies, so a rebuild during the bench cannot change what is measured
         self.wasm = self._copy(Path(args.wasm), "trustgate.wasm")
         self.noop_wasm = self._copy(Path(args.noop_wasm), "noop.wasm")
+        # The no-op filter with trustgate's export set (make build trims trustgate's the same way).
+        self.noop_trimmed = self._copy(Path(args.noop_wasm), "noop-trimmed.wasm")
+        if not args.list:
+            wasm_exports.trim(str(self.noop_trimmed))
         self.extra_wasm = {}
         for spec in args.also:
             name, _, path = spec.partition("=")
@@ -865,6 +874,9 @@ class Bench:
         for name, config in CALL_SEQUENCES.items():
             cases.append(Case(name, "calls", filters=lambda config=config: [wasm_filter("noop", self.noop_wasm, config), ROUTER],
                               requests=hmac_file if name == "calls/hmac" else lambda: bearer_one("ES256")))
+        for name, config in (("noop-wasm/trimmed", None), ("calls/jwt-same+trimmed", CALL_SEQUENCES["calls/jwt-same"])):
+            cases.append(Case(name, "calls", filters=lambda config=config: [wasm_filter("noop", self.noop_trimmed, config), ROUTER],
+                              requests=lambda: bearer_one("ES256")))
         for alg in JWT_AUTHN_ALGS:
             for mode in ("uncached", "cached"):
                 key = self.jwt_keys[alg]
@@ -1227,7 +1239,10 @@ def label(name: str, c: dict) -> str:
     if c["kind"] == "calls":
         if name == "noop-wasm/unique-lines":
             return "no-op wasm filter, the HMAC request lines (a new request each time)"
-        what = {"calls/jwt-same": "a same-token JWT request", "calls/hmac": "a gatekeeper HMAC request"}
+        if name == "noop-wasm/trimmed":
+            return "no-op wasm filter exporting trustgate's callbacks only"
+        what = {"calls/jwt-same": "a same-token JWT request", "calls/hmac": "a gatekeeper HMAC request",
+                "calls/jwt-same+trimmed": "a same-token JWT request, exporting trustgate's callbacks only"}
         return f"no-op wasm filter + the host calls of {what.get(name, name)}"
     if c["kind"] == "jwt_authn":
         return f"jwt_authn {c['alg']}, {'jwt_cache_config' if c['mode'] == 'cached' else 'no cache (default)'}"
