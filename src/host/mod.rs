@@ -598,7 +598,6 @@ impl Drop for Filter {
 }
 
 impl Context for Filter {
-
     fn on_http_call_response(
         &mut self,
         token_id: u32,

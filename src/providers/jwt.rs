@@ -282,7 +282,9 @@ impl JwtProvider {
         // signature and the other claims are not (the cache lives and dies with this compiled config).
         let verified = match cx.caches.tokens.get(index, &found.value, version) {
             Some(hit) => {
-                self.rules.recheck_times(&hit, cx.now).map_err(Reason::from)?;
+                self.rules
+                    .recheck_times(&hit, cx.now)
+                    .map_err(Reason::from)?;
                 hit
             }
             None => {
