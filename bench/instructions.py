@@ -17,8 +17,8 @@ same-token case sends its one line every time. Cases that need something besides
 Redis state store) are skipped.
 
 The instructions are split by object with callgrind_annotate: Envoy (its binary, and its text that Envoy
-remaps to anonymous memory below 0x10000000000), the wasm JIT-compiled by V8 (anonymous memory at or above
-0x10000000000), libc, and the rest (ld.so, libm, valgrind's preload, ...).
+remaps to anonymous memory below 0x100000000), the wasm JIT-compiled by V8 (anonymous memory at or above
+0x100000000), libc, and the rest (ld.so, libm, valgrind's preload, ...).
 
 Usage (repository root, after `make build bench-deps`; `make bench-instructions` does both):
   .venv/bin/python bench/instructions.py --cases 'trustgate/ES256/same$|calls/'
@@ -45,7 +45,9 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench as b  # noqa: E402  (bench/bench.py: cases, configs, request files, Envoy)
 
-JIT_BASE = 0x10000000000  # anonymous code at or above: V8's compiled wasm; below: Envoy's remapped text
+JIT_BASE = 0x100000000  # anonymous code at or above: V8's compiled wasm; below: Envoy's remapped text, which sits
+# right after its binary (~0x6300000). V8 maps its code space at a random address that has landed both above
+# and below 2**40, never below 4 GiB in the runs seen.
 GROUPS = ("envoy", "wasm_jit", "libc", "other")
 READY_TIMEOUT_S = 600.0  # Envoy and V8 start under valgrind in 10–60 s; more when two run at once
 
@@ -347,8 +349,8 @@ def report_of(a, bench: InstrBench, results: dict, started: datetime.datetime, e
         "valgrind": vg, "machine": machine, "elapsed_s": round(elapsed, 1),
         "settings": {"requests": a.requests, "warmup": a.warmup, "cases": a.cases, "jobs": a.jobs,
                      "envoy_elf": a.envoy_elf},
-        "groups": {"envoy": "Envoy's binary, and its text remapped to anonymous memory below 0x10000000000",
-                   "wasm_jit": "anonymous code at or above 0x10000000000: wasm compiled by V8",
+        "groups": {"envoy": "Envoy's binary, and its text remapped to anonymous memory below 0x100000000",
+                   "wasm_jit": "anonymous code at or above 0x100000000: wasm compiled by V8",
                    "libc": "libc", "other": "everything else (ld.so, libm, valgrind's preload, ...)"},
         "cases": results,
     }
