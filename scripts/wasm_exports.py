@@ -10,7 +10,8 @@ per request (BENCHMARKS.md, "Instructions per request"). The functions stay in t
     python3 scripts/wasm_exports.py trim MODULE.wasm     # in place; running it again changes nothing
     python3 scripts/wasm_exports.py list MODULE.wasm
 
-Only the export section changes; no dependencies.
+Only the export section changes; no dependencies. The binary format's encoders it writes that section with
+(`uleb`, `vec`, `name`, `section`) also serve the e2e tests that assemble small modules by hand.
 """
 import os
 import sys
@@ -31,12 +32,26 @@ EXPORT_SECTION = 7
 
 
 def uleb(n: int) -> bytes:
+    """`n` as an unsigned LEB128 (the binary format's integers; the e2e tests build modules with these too)."""
     out = bytearray()
     while True:
         b, n = n & 0x7F, n >> 7
         out.append(b | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+def vec(items: list[bytes]) -> bytes:
+    """A vector: its length, then its items."""
+    return uleb(len(items)) + b"".join(items)
+
+
+def name(s: str) -> bytes:
+    return uleb(len(s)) + s.encode()
+
+
+def section(sid: int, payload: bytes) -> bytes:
+    return bytes([sid]) + uleb(len(payload)) + payload
 
 
 def sections(buf: bytes):
@@ -63,8 +78,8 @@ def export_entries(buf: bytes, body: int):
 
 def exports(path: str) -> list[str]:
     buf = open(path, "rb").read()
-    return [name for sid, _, body, _ in sections(buf) if sid == EXPORT_SECTION
-            for name, _ in export_entries(buf, body)]
+    return [export for sid, _, body, _ in sections(buf) if sid == EXPORT_SECTION
+            for export, _ in export_entries(buf, body)]
 
 
 def trim(path: str, drop=UNUSED_CALLBACKS) -> list[str]:
@@ -77,13 +92,12 @@ def trim(path: str, drop=UNUSED_CALLBACKS) -> list[str]:
             out += buf[start:end]
             continue
         kept = []
-        for name, entry in export_entries(buf, body):
-            if name in drop:
-                removed.append(name)
+        for export, entry in export_entries(buf, body):
+            if export in drop:
+                removed.append(export)
             else:
                 kept.append(entry)
-        content = uleb(len(kept)) + b"".join(kept)
-        out += bytes([EXPORT_SECTION]) + uleb(len(content)) + content
+        out += section(EXPORT_SECTION, vec(kept))
     if removed:  # a new file: cargo hard-links the module to its copy in deps/, which stays as built
         tmp = f"{path}.trim"
         with open(tmp, "wb") as f:

@@ -31,6 +31,7 @@ Runs in about 40 s.
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import time
 from collections import Counter
@@ -41,7 +42,11 @@ from pathlib import Path
 import pytest
 
 import trustgate_e2e as h
+
 from jwks_server import JwksServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import wasm_exports as wasm_bin  # noqa: E402  (the binary format's encoders)
 
 OWNER = "x-commit-owner"
 AUTHORITY = "idp.test"
@@ -311,27 +316,6 @@ def test_stale_keys_keep_serving_under_load_while_the_server_fails(envoy_bin, wa
 # ----------------------------------------------------------------------------------------------- failure_policy
 
 
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _vec(items: list[bytes]) -> bytes:
-    return _leb(len(items)) + b"".join(items)
-
-
-def _name(s: str) -> bytes:
-    return _leb(len(s)) + s.encode()
-
-
-def _section(sid: int, payload: bytes) -> bytes:
-    return bytes([sid]) + _leb(len(payload)) + payload
-
-
 def trap_wasm(trap_in: str | None = "proxy_on_request_headers") -> bytes:
     """A minimal proxy-wasm (ABI 0.2.1) module with no imports: configures fine (`proxy_on_vm_start` and
     `proxy_on_configure` return 1), continues every request, except that `trap_in` executes `unreachable`.
@@ -339,7 +323,7 @@ def trap_wasm(trap_in: str | None = "proxy_on_request_headers") -> bytes:
     i32 = b"\x7f"
 
     def ftype(params: int, results: int) -> bytes:
-        return b"\x60" + _vec([i32] * params) + _vec([i32] * results)
+        return b"\x60" + wasm_bin.vec([i32] * params) + wasm_bin.vec([i32] * results)
 
     types = [ftype(0, 0), ftype(2, 0), ftype(2, 1), ftype(3, 1), ftype(1, 1), ftype(1, 0)]
     ret1, ret0, nop, trap = b"\x41\x01\x0b", b"\x41\x00\x0b", b"\x0b", b"\x00\x0b"
@@ -356,12 +340,12 @@ def trap_wasm(trap_in: str | None = "proxy_on_request_headers") -> bytes:
     ]
     funcs = [(n, t, trap if n == trap_in else b) for n, t, b in funcs]
     module = b"\x00asm\x01\x00\x00\x00"
-    module += _section(1, _vec(types))
-    module += _section(3, _vec([_leb(t) for _, t, _ in funcs]))
-    module += _section(5, _vec([b"\x00" + _leb(2)]))  # memory: 2 pages
-    exports = [_name(n) + b"\x00" + _leb(i) for i, (n, _, _) in enumerate(funcs)] + [_name("memory") + b"\x02\x00"]
-    module += _section(7, _vec(exports))
-    module += _section(10, _vec([_leb(len(b"\x00" + body)) + b"\x00" + body for _, _, body in funcs]))
+    module += wasm_bin.section(1, wasm_bin.vec(types))
+    module += wasm_bin.section(3, wasm_bin.vec([wasm_bin.uleb(t) for _, t, _ in funcs]))
+    module += wasm_bin.section(5, wasm_bin.vec([b"\x00" + wasm_bin.uleb(2)]))  # memory: 2 pages
+    exports = [wasm_bin.name(n) + b"\x00" + wasm_bin.uleb(i) for i, (n, _, _) in enumerate(funcs)] + [wasm_bin.name("memory") + b"\x02\x00"]
+    module += wasm_bin.section(7, wasm_bin.vec(exports))
+    module += wasm_bin.section(10, wasm_bin.vec([wasm_bin.uleb(len(b"\x00" + body)) + b"\x00" + body for _, _, body in funcs]))
     return module
 
 

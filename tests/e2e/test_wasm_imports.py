@@ -38,25 +38,21 @@ def test_exports_leave_out_the_callbacks_trustgate_does_not_implement(wasm):
     assert needed <= exports, sorted(needed - exports)
 
 
-def _section(sid: int, body: bytes) -> bytes:
-    return bytes([sid]) + wasm_exports.uleb(len(body)) + body
-
-
 def _export(name: str, index: int) -> bytes:
-    return wasm_exports.uleb(len(name)) + name.encode() + bytes([0]) + wasm_exports.uleb(index)
+    return wasm_exports.name(name) + bytes([0]) + wasm_exports.uleb(index)
 
 
 def test_trim_removes_only_the_named_exports_and_no_other_byte(tmp_path):
     """A module with sections around its exports: the named exports go, the others keep their order, every
     other section is byte for byte the same, and a second trim changes nothing."""
-    before = _section(0, b"\x01a" + b"x" * 200)  # a custom section longer than 127 bytes (two-byte size)
-    after = _section(0, b"\x01b")
+    before = wasm_exports.section(0, b"\x01a" + b"x" * 200)  # a custom section longer than 127 bytes (two-byte size)
+    after = wasm_exports.section(0, b"\x01b")
     names = ["keep_one", "proxy_on_log", "keep_two", "proxy_on_done"]
-    exports = wasm_exports.uleb(len(names)) + b"".join(_export(n, i) for i, n in enumerate(names))
+    exports = wasm_exports.vec([_export(n, i) for i, n in enumerate(names)])
     module = tmp_path / "m.wasm"
-    module.write_bytes(b"\0asm\x01\0\0\0" + before + _section(7, exports) + after)
+    module.write_bytes(b"\0asm\x01\0\0\0" + before + wasm_exports.section(7, exports) + after)
     assert wasm_exports.trim(str(module)) == ["proxy_on_log", "proxy_on_done"]
-    kept = wasm_exports.uleb(2) + _export("keep_one", 0) + _export("keep_two", 2)
-    assert module.read_bytes() == b"\0asm\x01\0\0\0" + before + _section(7, kept) + after
+    kept = wasm_exports.vec([_export("keep_one", 0), _export("keep_two", 2)])
+    assert module.read_bytes() == b"\0asm\x01\0\0\0" + before + wasm_exports.section(7, kept) + after
     assert wasm_exports.exports(str(module)) == ["keep_one", "keep_two"]
     assert wasm_exports.trim(str(module)) == []
