@@ -43,6 +43,22 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help deps rust-deps py-deps envoy-venv run-deps build build-cli test test-native test-e2e test-hosts run fuzz fuzz-deps fuzz-smoke fuzz-campaign flood bench bench-hostcalls bench-instructions bench-deps wasm-costs soak soak-fleet clean distclean oci oci-deps fleet-deps run-fleet istio-deps node-deps app-deps dpop-client-deps
 
+# $(call apt_need,COMMANDS,PACKAGES,WHO NEEDS THEM,OTHER SYSTEMS): when one of COMMANDS is missing, installs the
+# Debian PACKAGES as root with apt-get (updating the index only if the first try fails); otherwise says what to
+# install and fails. (No commas inside an argument: make splits on them.)
+define apt_need
+	@if ! { $(foreach c,$(1),command -v $(c) >/dev/null 2>&1 &&) true; }; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "$(2) not found: apt-get install -y $(2)"; \
+	    apt-get install -y $(2) || { apt-get update && apt-get install -y $(2); }; \
+	  else \
+	    echo "$(3): not installed. Install as root:" >&2; \
+	    echo "  apt-get install -y $(2)      (Debian/Ubuntu$(if $(4),; other systems: $(4)))" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+endef
+
 help:
 	@awk '/^#/ { sub(/^# ?/, ""); print; next } { exit }' $(firstword $(MAKEFILE_LIST))
 
@@ -125,38 +141,14 @@ oci: build
 # skopeo (Debian package) reads the OCI image back in tests/e2e/test_oci.py.
 # redis-server and webdis (the fleet state e2e test and make run-fleet), installed like skopeo.
 fleet-deps:
-	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v webdis >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "redis-server or webdis not found: apt-get install -y redis-server webdis"; \
-	    apt-get install -y redis-server webdis || { apt-get update && apt-get install -y redis-server webdis; }; \
-	  else \
-	    echo "the fleet tests need redis-server and webdis, which are not installed. Install them as root:" >&2; \
-	    echo "  apt-get install -y redis-server webdis      (Debian/Ubuntu)" >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call apt_need,redis-server webdis,redis-server webdis,the fleet tests need redis-server and webdis)
 
 oci-deps:
-	@if ! command -v skopeo >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "skopeo not found: apt-get install -y skopeo"; \
-	    apt-get install -y skopeo || { apt-get update && apt-get install -y skopeo; }; \
-	  else \
-	    echo "the tests need skopeo (reads the OCI image back), which is not installed. Install it as root:" >&2; \
-	    echo "  apt-get install -y skopeo      (Debian/Ubuntu; other systems: https://github.com/containers/skopeo)" >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call apt_need,skopeo,skopeo,the tests need skopeo (it reads the OCI image back),https://github.com/containers/skopeo)
 
 # node and npm: the Istio CRD schemas, the Express example app and the jose interop check of the assertion tests.
 node-deps:
-	@if ! command -v npm >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get install -y nodejs npm || { apt-get update && apt-get install -y nodejs npm; }; \
-	  else \
-	    echo "the tests need node and npm (Istio CRD schemas, examples/app/express, the DPoP test client); install them (apt-get install -y nodejs npm)" >&2; exit 1; \
-	  fi; \
-	fi
+	$(call apt_need,npm,nodejs npm,the tests need node and npm (Istio CRD schemas; examples/app/express; the DPoP test client))
 
 # The README's application examples (examples/app/), which tests/e2e/test_assertion.py runs behind a live trustgate:
 # the Express one's packages pinned in its package-lock.json, installed in place; the FastAPI one's (fastapi,
@@ -213,16 +205,7 @@ bench-hostcalls: deps bench-deps
 # Writes bench/instructions.{json,md}. INSTR_ARGS="--cases 'trustgate/hmac$$' --also before=<old.wasm>"; --help.
 INSTR_ARGS ?=
 bench-instructions: deps bench-deps
-	@if ! command -v valgrind >/dev/null 2>&1 || ! command -v callgrind_control >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "valgrind not found: apt-get install -y valgrind"; \
-	    apt-get install -y valgrind || { apt-get update && apt-get install -y valgrind; }; \
-	  else \
-	    echo "make bench-instructions needs valgrind (callgrind), which is not installed. Install it as root:" >&2; \
-	    echo "  apt-get install -y valgrind      (Debian/Ubuntu)" >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call apt_need,valgrind callgrind_control,valgrind,make bench-instructions needs valgrind (callgrind))
 	$(VENV_PY) bench/instructions.py $(INSTR_ARGS)
 
 # Per-call costs of the pure-Rust paths in V8 (Node runs the module like Envoy, without its host calls):
@@ -235,16 +218,7 @@ wasm-costs:
 
 # wrk, the wasm under test and the no-op filter (bench/noop) for the bench targets.
 bench-deps:
-	@if ! command -v wrk >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "wrk not found: apt-get install -y wrk"; \
-	    apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; \
-	  else \
-	    echo "make bench needs wrk (the load generator), which is not installed. Install it as root:" >&2; \
-	    echo "  apt-get install -y wrk      (Debian/Ubuntu; other systems: https://github.com/wg/wrk)" >&2; \
-	    exit 1; \
-	  fi; \
-	fi
+	$(call apt_need,wrk,wrk,make bench needs wrk (the load generator),https://github.com/wg/wrk)
 	$(MAKE) --no-print-directory build
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/noop/Cargo.toml --target-dir target/bench-noop
 
