@@ -1194,6 +1194,30 @@ def git(*args: str) -> str:
         return ""
 
 
+def built_from(head: str) -> str:
+    """What the wasm under test was built from, for the report (`head`: the commit checked out)."""
+    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", ".cargo")
+    return f"built from the working tree at {head[:12]}" + (
+        " with uncommitted changes in src/, Cargo.* or .cargo/" if dirty else " (clean)")
+
+
+def stop_all() -> None:
+    """Stops every process this script started (RUNNING)."""
+    for p in list(RUNNING):
+        stop_process(p, grace=3)
+
+
+def stop_on_signals(workdir: Path) -> None:
+    """On SIGINT or SIGTERM: stop every process this script started, remove `workdir`, exit 128 + the signal."""
+    def on_signal(signum, _frame):
+        stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
 def machine(envoy: str) -> dict:
     cpu = ""
     try:
@@ -1377,8 +1401,7 @@ def main() -> int:
             return 2
 
     head = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", ".cargo")
-    source = a.source or (f"built from the working tree at {head[:12]}" + (" with uncommitted changes in src/, Cargo.* or .cargo/" if dirty else " (clean)"))
+    source = a.source or built_from(head)
     try:
         bench = Bench(a)
     except BenchError as e:
@@ -1389,14 +1412,7 @@ def main() -> int:
         shutil.rmtree(bench.workdir, ignore_errors=True)
         return 0
 
-    def on_signal(signum, _frame):
-        for p in list(RUNNING):
-            stop_process(p, grace=3)
-        shutil.rmtree(bench.workdir, ignore_errors=True)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop_on_signals(bench.workdir)
 
     t0 = time.monotonic()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -1407,8 +1423,7 @@ def main() -> int:
             f"{'Envoy CPU ' + bench.envoy_cpu + ', wrk CPU ' + bench.wrk_cpu if bench.envoy_cpu else 'off'}")
         runs = bench.run()
     finally:
-        for p in list(RUNNING):
-            stop_process(p, grace=3)
+        stop_all()
         # The report below reads the wasm copies in the work directory: remove it only at exit.
         if a.keep:
             log(f"bench: work directory kept: {bench.workdir}")

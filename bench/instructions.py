@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -51,9 +50,7 @@ JIT_BASE = 0x100000000  # anonymous code at or above: V8's compiled wasm; below:
 GROUPS = ("envoy", "wasm_jit", "libc", "other")
 READY_TIMEOUT_S = 600.0  # Envoy and V8 start under valgrind in 10–60 s; more when two run at once
 
-
-def log(msg: str) -> None:
-    b.log(msg)
+log = b.log
 
 
 # ============================================================================================ Envoy under callgrind
@@ -335,7 +332,6 @@ def preflight(a: argparse.Namespace) -> list[str]:
 
 def report_of(a, bench: InstrBench, results: dict, started: datetime.datetime, elapsed: float) -> dict:
     head = b.git("rev-parse", "HEAD")
-    dirty = b.git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", ".cargo")
     vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     try:
         machine = b.machine(a.envoy_elf)
@@ -344,13 +340,13 @@ def report_of(a, bench: InstrBench, results: dict, started: datetime.datetime, e
     add_ratios(results)
     return {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"), "git_head": head,
-        "source": f"built from the working tree at {head[:12]}" + (" with uncommitted changes" if dirty else " (clean)"),
+        "source": b.built_from(head),
         "wasm": a.wasm, "also": {n: {"wasm": p} for n, _, p in (s.partition("=") for s in a.also)},
         "valgrind": vg, "machine": machine, "elapsed_s": round(elapsed, 1),
         "settings": {"requests": a.requests, "warmup": a.warmup, "cases": a.cases, "jobs": a.jobs,
                      "envoy_elf": a.envoy_elf},
-        "groups": {"envoy": "Envoy's binary, and its text remapped to anonymous memory below 0x100000000",
-                   "wasm_jit": "anonymous code at or above 0x100000000: wasm compiled by V8",
+        "groups": {"envoy": f"Envoy's binary, and its text remapped to anonymous memory below {JIT_BASE:#x}",
+                   "wasm_jit": f"anonymous code at or above {JIT_BASE:#x}: wasm compiled by V8",
                    "libc": "libc", "other": "everything else (ld.so, libm, valgrind's preload, ...)"},
         "cases": results,
     }
@@ -372,20 +368,13 @@ def main() -> int:
         log(f"instructions: cannot run: {e}")
         return 2
 
-    def on_signal(signum, _frame):
-        for p in list(b.RUNNING):
-            b.stop_process(p, grace=3)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    b.stop_on_signals(bench.workdir)
     t0, started = time.monotonic(), datetime.datetime.now(datetime.timezone.utc)
     log(f"instructions: {len(bench.cases)} cases, {a.warmup} + {a.requests} requests each, {a.jobs} at a time")
     try:
         results = run_all(bench, a.jobs)
     finally:
-        for p in list(b.RUNNING):
-            b.stop_process(p, grace=3)
+        b.stop_all()
         if a.keep:
             log(f"instructions: work directory kept: {bench.workdir}")
         else:
