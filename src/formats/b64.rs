@@ -19,21 +19,25 @@ pub fn std_decode(s: &str) -> Option<Vec<u8>> {
     STANDARD.decode(s).ok()
 }
 
+/// One hex digit (either case) as its value.
+pub fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// 64 hex digits (either case) as 32 bytes.
 pub fn hex32(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
         return None;
     }
-    let nibble = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    };
     let mut out = [0u8; 32];
     for (slot, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
         let [hi, lo] = pair else { return None };
-        *slot = nibble(*hi)? << 4 | nibble(*lo)?;
+        *slot = hex_digit(*hi)? << 4 | hex_digit(*lo)?;
     }
     Some(out)
 }

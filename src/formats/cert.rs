@@ -5,6 +5,8 @@
 //! This module only reads what Envoy reports and parses the subject's common name correctly (escapes,
 //! hex-escaped UTF-8, `#`-hex DER values, multi-valued RDNs), refusing a subject that is ambiguous.
 
+use super::b64;
+
 /// What Envoy reports about a verified peer certificate (`connection.*_peer_certificate` attributes). Empty
 /// strings where the certificate has no such field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,17 +94,8 @@ fn is_attribute_type(ty: &str) -> bool {
     }
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 fn hex_pair(b: &[u8], i: usize) -> Option<u8> {
-    Some(hex_digit(*b.get(i)?)? << 4 | hex_digit(*b.get(i + 1)?)?)
+    Some(b64::hex_digit(*b.get(i)?)? << 4 | b64::hex_digit(*b.get(i + 1)?)?)
 }
 
 /// An RFC 4514 `string` from `i` up to an unescaped `,` or `+` (or the end): the unescaped value (UTF-8)

@@ -7,6 +7,8 @@
 //! never match a public rule while reaching a protected route. This holds whether or not Envoy's own
 //! `normalize_path` / `merge_slashes` are on.
 
+use crate::formats::b64::hex_digit;
+
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -16,15 +18,6 @@ pub enum PathError {
     BadEncoding,
     /// Encoded `/`, `\`, NUL, a raw `\` or NUL, an encoded dot segment, or a control character.
     Ambiguous,
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -40,8 +33,8 @@ fn normalize_segment(seg: &str) -> Result<(String, bool), PathError> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_val);
-            let lo = bytes.get(i + 2).copied().and_then(hex_val);
+            let hi = bytes.get(i + 1).copied().and_then(hex_digit);
+            let lo = bytes.get(i + 2).copied().and_then(hex_digit);
             let (Some(hi), Some(lo)) = (hi, lo) else {
                 return Err(PathError::BadEncoding);
             };
