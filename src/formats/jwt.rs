@@ -341,10 +341,15 @@ impl JwtRules {
     /// the compiled config): only the checks that change with `now`, `exp` (+skew) and `nbf` (−skew). `alg`,
     /// `iss`, `aud`, `exp` required and the lifetime passed at verification and cannot change.
     pub fn recheck_times(&self, jwt: &VerifiedJwt, now: i64) -> Result<(), JwtError> {
-        if matches!(jwt.exp, Some(exp) if now > exp.saturating_add(self.clock_skew_s)) {
+        self.check_times(jwt.exp, jwt.nbf, now)
+    }
+
+    /// `exp` (+skew) and `nbf` (−skew) at `now`, when the token has them.
+    fn check_times(&self, exp: Option<i64>, nbf: Option<i64>, now: i64) -> Result<(), JwtError> {
+        if matches!(exp, Some(exp) if now > exp.saturating_add(self.clock_skew_s)) {
             return Err(JwtError::Expired);
         }
-        if matches!(jwt.nbf, Some(nbf) if nbf > now.saturating_add(self.clock_skew_s)) {
+        if matches!(nbf, Some(nbf) if nbf > now.saturating_add(self.clock_skew_s)) {
             return Err(JwtError::NotYetValid);
         }
         Ok(())
@@ -370,18 +375,10 @@ impl JwtRules {
         let exp = numeric_date(claims, "exp")?;
         let nbf = numeric_date(claims, "nbf")?;
         let iat = numeric_date(claims, "iat")?;
-        match exp {
-            None if self.require_exp => return Err(JwtError::MissingExp),
-            Some(exp) if now > exp.saturating_add(self.clock_skew_s) => {
-                return Err(JwtError::Expired)
-            }
-            _ => {}
+        if exp.is_none() && self.require_exp {
+            return Err(JwtError::MissingExp);
         }
-        if let Some(nbf) = nbf {
-            if nbf > now.saturating_add(self.clock_skew_s) {
-                return Err(JwtError::NotYetValid);
-            }
-        }
+        self.check_times(exp, nbf, now)?;
         if let Some(max) = self.max_lifetime_s {
             let exp = exp.ok_or(JwtError::MissingExp)?;
             if exp.saturating_sub(iat.unwrap_or(now)) > max {
